@@ -1,0 +1,142 @@
+"""The dyno launcher: runs LocalProcfile's processes inside one dyno, the way Heroku runs a dyno.
+
+    python -m app.dyno web       (Procfile `web`)
+    python -m app.dyno worker    (Procfile `worker`, split layout only)
+
+In the packed layout the `web` dyno runs every process of LocalProcfile (gunicorn, the Celery worker, beat);
+in the split layout `web` runs LocalProcfile's `web` alone and `worker` runs the rest.
+
+honcho runs the processes (its Manager and Procfile parser); this module adds what Heroku parity needs:
+- a 28 s stop window instead of honcho's hard-coded 5 s KILL_WAIT, so gunicorn and Celery finish their
+  in-flight work inside Heroku's 30 s between SIGTERM and SIGKILL;
+- when any process dies, the whole dyno stops and exits non-zero, so Heroku (or systemd) restarts it;
+- nothing survives the dyno: the process groups of processes that already died (a killed gunicorn master
+  leaves its workers behind) are signalled too, and the launcher waits for every group to empty.
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from honcho.environ import parse_procfile
+from honcho.manager import Manager
+from honcho.printer import Printer
+
+# Heroku SIGKILLs 30 s after SIGTERM; leave two seconds to kill stragglers and exit on our own terms.
+STOP_WINDOW_SECONDS = 28.0
+LOCAL_PROCFILE = Path(__file__).resolve().parent.parent / "LocalProcfile"
+
+
+def select_processes(procfile, process_type, layout):
+    """The LocalProcfile entries one dyno of `process_type` runs, in file order."""
+    names = list(procfile.processes)
+    if "web" not in names:
+        raise SystemExit(f"{LOCAL_PROCFILE.name} must have a `web` process (it binds $PORT)")
+    if process_type == "web":
+        chosen = names if layout == "packed" else ["web"]
+    elif process_type == "worker":
+        if layout != "split":
+            raise SystemExit(
+                "the worker process type runs only with DYNO_LAYOUT=split; "
+                "in the packed layout the web dyno already runs the worker and beat"
+            )
+        chosen = [name for name in names if name != "web"]
+    else:
+        raise SystemExit(f"unknown process type {process_type!r}: use web or worker")
+    return {name: procfile.processes[name] for name in chosen}
+
+
+def _group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class DynoManager(Manager):
+    """honcho's Manager with Heroku's stop window and no process left behind."""
+
+    def __init__(self, stop_window=STOP_WINDOW_SECONDS, **kwargs):
+        super().__init__(**kwargs)
+        self.stop_window = stop_window
+        self.stop_began = None
+        self.asked_to_stop = False
+        self.forced = False
+
+    def terminate(self):
+        if self.stop_began is None:
+            self.stop_began = time.monotonic()
+            # Nothing had exited yet, so the stop came from outside (SIGTERM from Heroku or systemd).
+            self.asked_to_stop = not self._any_stopped()
+        super().terminate()
+
+    def kill(self):
+        # honcho's loop calls this every 0.1 s once its own 5 s wait is over; hold off until ours ends.
+        if time.monotonic() - self.stop_began < self.stop_window:
+            return
+        self.forced = True
+        super().kill()
+
+    def _killall(self, force=False):
+        super()._killall(force=force)
+        # honcho signals only processes it still sees running. One that already died may have left its
+        # children behind (a gunicorn master killed with -9 leaves its workers): with no parent to finish
+        # their work in order, they are killed at once.
+        for process in self._processes.values():
+            if "returncode" in process and "pid" in process:
+                self._procmgr.kill(process["pid"])
+
+    def wait_for_groups(self):
+        """After honcho's loop: wait (within the window) until every process group is empty."""
+        groups = [p["pid"] for p in self._processes.values() if "pid" in p]
+        if self.stop_began is None:
+            self.stop_began = time.monotonic()
+        while any(_group_alive(g) for g in groups):
+            if time.monotonic() - self.stop_began >= self.stop_window:
+                self.forced = True
+                for group in groups:
+                    self._procmgr.kill(group)
+                time.sleep(0.1)
+                break
+            time.sleep(0.05)
+
+    def exit_code(self):
+        """0 for a clean stop on request; otherwise non-zero, so the platform restarts the dyno."""
+        if self.asked_to_stop:
+            return 1 if self.forced else 0
+        first = self.returncode
+        if first is None or first == 0:
+            return 1  # a dyno process must never exit on its own
+        if first < 0:
+            return 128 - first  # killed by a signal: the shell's convention
+        return first
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m app.dyno", description=__doc__.split("\n\n")[0])
+    parser.add_argument("process_type", choices=["web", "worker"], help="the Procfile process type to run")
+    args = parser.parse_args(argv)
+
+    # Settings fail fast (a missing DJANGO_SECRET_KEY in production) before any process starts.
+    from app import settings
+
+    procfile = parse_procfile(LOCAL_PROCFILE.read_text())
+    chosen = select_processes(procfile, args.process_type, settings.DYNO_LAYOUT)
+
+    manager = DynoManager(printer=Printer(sys.stdout))
+    for name, command in chosen.items():
+        manager.add_process(name, command)
+    manager.loop()
+    manager.wait_for_groups()
+    code = manager.exit_code()
+    manager._system_print(f"dyno exits with status {code}\n")
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Job records: written when a job is enqueued, updated by the worker, read by the API.
+
+A job's record is its Celery result meta, kept in Celery's own result backend (Redis on Heroku and the VPS,
+files locally), so the worker's ordinary state updates (STARTED, SUCCESS, FAILURE) are the job's progress and
+there is no second store to keep in step. The web side writes a PENDING record *before* publishing, which is
+what tells a queued job from an unknown id.
+
+With gevent, `celery_app.backend` is per greenlet (Celery keeps it thread-local), which opens a Redis
+connection pool per request (celery/celery#7960); this module keeps one backend per process instead.
+"""
+
+import time
+import uuid
+from functools import lru_cache
+
+from celery import states
+
+from app.celery import app as celery_app
+
+# Celery states, as the API names them.
+STATE_NAMES = {
+    states.PENDING: "queued",
+    states.RECEIVED: "queued",
+    states.RETRY: "queued",
+    states.STARTED: "running",
+    states.SUCCESS: "done",
+    states.FAILURE: "failed",
+    states.REVOKED: "failed",
+}
+RUN_JOB_TASK = "app.jobs.tasks.run_job"
+
+
+@lru_cache(maxsize=1)
+def backend():
+    return celery_app.backend
+
+
+def _record(job_id, kwargs):
+    """A PENDING meta in the shape Celery itself stores with result_extended on."""
+    return {
+        "status": states.PENDING,
+        "result": None,
+        "traceback": None,
+        "children": [],
+        "date_done": None,
+        "task_id": job_id,
+        "name": RUN_JOB_TASK,
+        "args": [],
+        "kwargs": kwargs,
+        "worker": None,
+        "retries": 0,
+        "queue": None,
+    }
+
+
+def _write_records(records):
+    store = backend()
+    pairs = [(store.get_key_for_task(job_id), store.encode(meta)) for job_id, meta in records]
+    client = getattr(store, "client", None)
+    if client is not None:  # Redis: one round trip for the whole batch
+        with client.pipeline(transaction=False) as pipe:
+            for key, value in pairs:
+                pipe.set(key, value, ex=store.expires or None)
+            pipe.execute()
+    else:
+        for key, value in pairs:
+            store.set(key, value)
+
+
+def enqueue(kind, ms, count, web_worker):
+    """Record `count` jobs as queued, then publish them; returns their ids in order."""
+    from app.jobs.tasks import run_job
+
+    enqueued_at = time.time()
+    jobs = []
+    for _ in range(count):
+        job_id = str(uuid.uuid4())
+        kwargs = {"kind": kind, "ms": ms, "enqueued_at": enqueued_at, "web_worker": web_worker}
+        jobs.append((job_id, kwargs))
+    # Records first: a fast worker's STARTED/SUCCESS must never be overwritten by our PENDING.
+    _write_records([(job_id, _record(job_id, kwargs)) for job_id, kwargs in jobs])
+    with celery_app.producer_or_acquire() as producer:
+        for job_id, kwargs in jobs:
+            run_job.apply_async(kwargs=kwargs, task_id=job_id, producer=producer)
+    return [job_id for job_id, _ in jobs]
+
+
+def describe(job_id, meta):
+    """The API's view of one job record."""
+    kwargs = meta.get("kwargs") or {}
+    status = meta.get("status", states.PENDING)
+    result = meta.get("result")
+    job = {
+        "id": job_id,
+        "state": STATE_NAMES.get(status, "queued"),
+        "kind": kwargs.get("kind"),
+        "ms": kwargs.get("ms"),
+        "enqueued_at": kwargs.get("enqueued_at"),
+        "web_worker": kwargs.get("web_worker"),
+        "celery_worker": None,
+        "started_at": None,
+        "finished_at": None,
+        "result": None,
+        "error": None,
+    }
+    if status == states.STARTED and isinstance(result, dict):
+        # Celery's own STARTED meta: {"pid": ..., "hostname": ...}
+        job["celery_worker"] = f"{result.get('hostname')} pid {result.get('pid')}"
+    elif status == states.SUCCESS and isinstance(result, dict):
+        job["celery_worker"] = result.get("celery_worker")
+        job["started_at"] = result.get("started_at")
+        job["finished_at"] = result.get("finished_at")
+        job["result"] = result
+    elif status in (states.FAILURE, states.REVOKED):
+        if isinstance(result, dict):
+            job["error"] = f"{result.get('exc_type', 'Error')}: {result.get('exc_message', '')}".strip()
+        else:
+            job["error"] = str(result)
+        job["celery_worker"] = meta.get("worker")
+    return job
+
+
+def fetch(job_ids):
+    """Records for `job_ids`: {id: job} for the known ones; unknown ids are simply absent."""
+    store = backend()
+    keys = [store.get_key_for_task(job_id) for job_id in job_ids]
+    found = {}
+    for job_id, raw in zip(job_ids, store.mget(keys)):
+        if raw:
+            found[job_id] = describe(job_id, store.decode_result(raw))
+    return found
+
+
+HEARTBEAT_KEY = b"double-boiler-beat-heartbeat"
+
+
+def record_heartbeat(when):
+    backend().set(HEARTBEAT_KEY, str(when))
+
+
+def last_heartbeat():
+    raw = backend().get(HEARTBEAT_KEY)
+    if not raw:
+        return None
+    return float(raw.decode() if isinstance(raw, bytes) else raw)

@@ -1,0 +1,250 @@
+"""Django settings for Double Boiler: every value comes from the environment (Heroku config vars, or the
+VPS's env file), with embedded defaults so a fresh clone runs locally with Python alone.
+
+This is the one module that reads config vars; gunicorn's config, the Celery app and the dyno launcher take
+their values from here. Each config var is described in app.json.
+https://docs.djangoproject.com/en/5.2/topics/settings/
+"""
+
+import os
+import ssl
+import tempfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from app import concurrency
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# Where the embedded defaults keep their data (SQLite, broker and result folders): local runs only.
+LOCAL_DATA_DIR = BASE_DIR / ".local"
+
+
+def env_bool(name, default=False):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}")
+
+
+def env_int(name, minimum=1):
+    """An optional positive integer config var; None when unset."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
+    if number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}")
+    return number
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Where we run
+# ---------------------------------------------------------------------------------------------------------
+# Heroku sets DYNO (web.1, worker.1, release.42, scheduler.7) in every dyno, and the VPS units set it the same
+# way: its presence means production, where the embedded defaults would silently lose data.
+DYNO = os.environ.get("DYNO", "")
+PRODUCTION = bool(DYNO)
+
+# packed: the web dyno runs everything in LocalProcfile; split: web and worker dynos (see app/dyno.py).
+DYNO_LAYOUT = os.environ.get("DYNO_LAYOUT", "").strip() or "packed"
+if DYNO_LAYOUT not in {"packed", "split"}:
+    raise ImproperlyConfigured(f"DYNO_LAYOUT must be packed or split, not {DYNO_LAYOUT!r}")
+
+# ---------------------------------------------------------------------------------------------------------
+# Security
+# ---------------------------------------------------------------------------------------------------------
+# Production fails fast: a per-boot random key would log everyone out on every restart and break signatures
+# between gunicorn workers, so the key must be a config var shared by every process.
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if PRODUCTION:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set: set it as a config var "
+            "(Terraform and app.json generate one; the Ansible app role keeps one in the env file)."
+        )
+    SECRET_KEY = "insecure-local-only-key-double-boiler"  # noqa: S105 - local runs only, never with DYNO set
+
+DEBUG = env_bool("DJANGO_DEBUG", default=False)
+
+ALLOWED_HOSTS = [h.strip() for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "").split(",") if h.strip()]
+if not ALLOWED_HOSTS:
+    ALLOWED_HOSTS = [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]"]
+
+# Heroku's router (and nginx on the VPS) terminates TLS and says so in X-Forwarded-Proto.
+# https://devcenter.heroku.com/articles/http-routing#heroku-headers
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+USE_X_FORWARDED_PORT = True
+SESSION_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_SECURE = PRODUCTION
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# ---------------------------------------------------------------------------------------------------------
+# Application
+# ---------------------------------------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "app.jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    # whitenoise serves collectstatic's output from gunicorn itself: no separate static server on Heroku.
+    # https://whitenoise.readthedocs.io/en/stable/django.html
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "app.urls"
+WSGI_APPLICATION = "app.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# ---------------------------------------------------------------------------------------------------------
+# Database
+# ---------------------------------------------------------------------------------------------------------
+# DATABASE_URL is set by Heroku Postgres (and by the VPS's postgresql role). conn_max_age stays 0: with gevent
+# every greenlet would keep its own persistent connection and exhaust the plan's connection limit.
+# https://github.com/jazzband/dj-database-url
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{LOCAL_DATA_DIR / 'db.sqlite3'}",
+        conn_max_age=0,
+        conn_health_checks=True,
+    )
+}
+if PRODUCTION and DATABASES["default"]["ENGINE"].endswith("sqlite3") and "DATABASE_URL" not in os.environ:
+    raise ImproperlyConfigured("DATABASE_URL is not set: attach a Postgres add-on or set it as a config var.")
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# ---------------------------------------------------------------------------------------------------------
+# Internationalisation, static files
+# ---------------------------------------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Logging: everything to stdout, one line per event; the platform (Heroku's logplex, journald) adds the time.
+# https://devcenter.heroku.com/articles/logging#writing-to-your-log
+# ---------------------------------------------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "INFO"},
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Concurrency, sized for the dyno's memory (rules and numbers in app/concurrency.py)
+# ---------------------------------------------------------------------------------------------------------
+DYNO_MEMORY_MB = concurrency.dyno_memory_mb()
+# Only gunicorn reads WEB_CONCURRENCY: Heroku's buildpack exports it to every process in the dyno, so the
+# Celery worker reads CELERY_WORKER_CONCURRENCY instead and never inherits the web figure.
+WEB_CONCURRENCY = env_int("WEB_CONCURRENCY") or concurrency.web_workers(DYNO_MEMORY_MB)
+CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY") or concurrency.celery_workers(DYNO_MEMORY_MB)
+PORT = env_int("PORT") or 5000
+
+# ---------------------------------------------------------------------------------------------------------
+# Celery (read by app/celery.py with the CELERY_ namespace)
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html
+# ---------------------------------------------------------------------------------------------------------
+REDIS_URL = os.environ.get("REDIS_URL", "").strip()
+if PRODUCTION and not REDIS_URL:
+    raise ImproperlyConfigured("REDIS_URL is not set: attach a Key-Value Store (Redis) add-on or set it.")
+
+if REDIS_URL:
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_RESULT_BACKEND = REDIS_URL
+    if urlparse(REDIS_URL).scheme == "rediss":
+        # Heroku Key-Value Store requires TLS but presents a self-signed certificate.
+        # https://devcenter.heroku.com/articles/connecting-heroku-redis#connecting-in-python
+        CELERY_BROKER_USE_SSL = {"ssl_cert_reqs": ssl.CERT_NONE}
+        CELERY_REDIS_BACKEND_USE_SSL = {"ssl_cert_reqs": ssl.CERT_NONE}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # A task a dead worker held comes back after this long; jobs are short (time limits below).
+        "visibility_timeout": 300,
+    }
+else:
+    # Embedded default: a folder-based broker and file results, no server to install. One machine only.
+    _broker_dir = LOCAL_DATA_DIR / "broker"
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir),
+        "data_folder_out": str(_broker_dir),
+        "control_folder": str(LOCAL_DATA_DIR / "broker-control"),
+        "polling_interval": 0.05,
+    }
+    CELERY_RESULT_BACKEND = "app.jobs.embedded:AtomicFilesystemBackend+file://" + str(LOCAL_DATA_DIR / "results")
+    for _folder in (_broker_dir, LOCAL_DATA_DIR / "broker-control", LOCAL_DATA_DIR / "results"):
+        _folder.mkdir(parents=True, exist_ok=True)
+
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_EXTENDED = True
+CELERY_RESULT_EXPIRES = 24 * 3600
+CELERY_TASK_TRACK_STARTED = True
+# No job lost on a dyno restart: a task is acknowledged only once it has run, and one whose worker process
+# died is handed back to the queue.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# One message per process: with acks_late the reserved jobs are exactly the running ones, so a warm
+# shutdown has only those to finish (at most 10 s each) inside the stop window.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Jobs fit well inside Heroku's 30 s shutdown window, so a warm shutdown can let every running job finish.
+CELERY_TASK_SOFT_TIME_LIMIT = 15
+CELERY_TASK_TIME_LIMIT = 20
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Beat's schedule file is state, not code: the temp dir is writable on Heroku and under ProtectSystem=strict.
+CELERY_BEAT_SCHEDULE_FILENAME = str(Path(tempfile.gettempdir()) / "double-boiler-celerybeat-schedule")
+CELERY_BEAT_SCHEDULE = {
+    # Proves beat is alive inside the dyno; the demo page shows the last tick.
+    "heartbeat": {"task": "app.jobs.tasks.heartbeat", "schedule": 10.0},
+}

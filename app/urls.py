@@ -1,0 +1,11 @@
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("api/", include("app.jobs.urls")),
+    path("admin/", admin.site.urls),
+]
+
+# Errors as JSON: the API's clients (the demo page, the benchmark) always get a body they can show.
+handler404 = "app.jobs.views.not_found"
+handler500 = "app.jobs.views.server_error"
