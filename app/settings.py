@@ -8,7 +8,6 @@ https://docs.djangoproject.com/en/5.2/topics/settings/
 
 import os
 import ssl
-import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -102,6 +101,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "app.jobs",
+    "app.demo",
 ]
 
 MIDDLEWARE = [
@@ -242,8 +242,9 @@ CELERY_TASK_SOFT_TIME_LIMIT = 15
 CELERY_TASK_TIME_LIMIT = 20
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Beat's schedule file is state, not code: the temp dir is writable on Heroku and under ProtectSystem=strict.
-CELERY_BEAT_SCHEDULE_FILENAME = str(Path(tempfile.gettempdir()) / "double-boiler-celerybeat-schedule")
+# Beat keeps its schedule in memory: a dyno's disk is wiped on every restart anyway, and a schedule file
+# would be one more writable path on the VPS (and a shared one between dynos on a developer's machine).
+CELERY_BEAT_SCHEDULER = "celery.beat:Scheduler"
 CELERY_BEAT_SCHEDULE = {
     # Proves beat is alive inside the dyno; the demo page shows the last tick.
     "heartbeat": {"task": "app.jobs.tasks.heartbeat", "schedule": 10.0},

@@ -1,0 +1,251 @@
+"""Real processes for the tests: a Redis server (plain or TLS, like Heroku's Key-Value Store), a slug (the
+repository as Heroku's build leaves it), and the dyno started from the Procfile exactly as Heroku does."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+
+from tests import dyno_suite
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def procfile_command(process_type, procfile=REPO / "Procfile"):
+    """The command of one process type, read from the Procfile (never restated in tests)."""
+    for line in procfile.read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == process_type:
+            return command.strip()
+    raise KeyError(f"no {process_type} in {procfile}")
+
+
+class RedisServer:
+    """Debian's redis-server on a free port; with tls=True only a TLS port with a self-signed certificate."""
+
+    def __init__(self, workdir, tls=False):
+        self.workdir = Path(workdir)
+        self.tls = tls
+        self.port = free_port()
+        self.process = None
+
+    @property
+    def url(self):
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://127.0.0.1:{self.port}/0"
+
+    def start(self):
+        redis_server = shutil.which("redis-server")
+        if not redis_server:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server; `make test` does it)")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        args = [redis_server, "--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
+        if self.tls:
+            cert, key = self.workdir / "redis.crt", self.workdir / "redis.key"
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                 "-keyout", str(key), "-out", str(cert)],
+                check=True, capture_output=True,
+            )
+            args += ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert),
+                     "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"]
+        else:
+            args += ["--port", str(self.port), "--bind", "127.0.0.1"]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not listen on {self.port}")
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+def build_slug(destination):
+    """The repository's tracked files plus collectstatic's output: what Heroku's build leaves in /app."""
+    destination = Path(destination)
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, check=True, capture_output=True, text=True,
+    ).stdout.splitlines()
+    for relative in files:
+        source = REPO / relative
+        if source.is_file():
+            target = destination / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput"],
+        cwd=destination, check=True, capture_output=True, env=dyno_environment({}, destination),
+    )
+    return destination
+
+
+def dyno_environment(config_vars, slug):
+    """The environment of a dyno: the platform's variables plus the app's config vars."""
+    env = {
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "HOME": str(slug),
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update(config_vars)
+    return env
+
+
+class LocalDyno:
+    """A dyno started from the Procfile as Heroku starts one: `bash -c "<web command>"` with $PORT and the
+    config vars in its environment, as the leader of its own session."""
+
+    supervised = False
+
+    def __init__(self, slug, config_vars, log_path, process_type="web"):
+        self.slug = Path(slug)
+        self.process_type = process_type
+        self.port = free_port()
+        self.mark = uuid.uuid4().hex  # found in every process's environment, orphans included
+        self.config_vars = dict(config_vars)
+        self.log_path = Path(log_path)
+        self.process = None
+        self.boot_seconds = None
+
+    @property
+    def base_url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def environment(self):
+        env = dyno_environment(self.config_vars, self.slug)
+        env.update({"PORT": str(self.port), "DOUBLE_BOILER_TEST_MARK": self.mark})
+        return env
+
+    def run_one_off(self, process_type):
+        """A one-off dyno (like the release phase): runs to completion, returns the CompletedProcess."""
+        return subprocess.run(
+            ["bash", "-c", procfile_command(process_type, self.slug / "Procfile")],
+            cwd=self.slug, env=self.environment(), capture_output=True, text=True, timeout=300,
+        )
+
+    def launch(self):
+        """Start the dyno's process type in the background, as the leader of a new session."""
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                ["bash", "-c", procfile_command(self.process_type, self.slug / "Procfile")],
+                cwd=self.slug, env=self.environment(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    def start(self):
+        began = time.monotonic()
+        self.launch()
+        try:
+            dyno_suite.wait_until_serving(self.base_url, timeout=60)
+        except AssertionError:
+            raise AssertionError(f"dyno did not boot; its log:\n{self.log()}") from None
+        self.boot_seconds = time.monotonic() - began
+        return self.boot_seconds
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")[-20000:] if self.log_path.exists() else ""
+
+    def survivors(self):
+        """Every live process carrying this dyno's mark, wherever it was reparented."""
+        alive = []
+        for process in psutil.process_iter(["pid"]):
+            try:
+                if process.environ().get("DOUBLE_BOILER_TEST_MARK") == self.mark and process.status() != "zombie":
+                    alive.append(process.pid)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+        return alive
+
+    def stop(self):
+        """Heroku's stop: SIGTERM to every process in the dyno at once, SIGKILL after 30 s."""
+        began = time.monotonic()
+        for pid in self.survivors():
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        status = None
+        while time.monotonic() - began < dyno_suite.HEROKU_STOP_WINDOW + 5:
+            if self.process.poll() is not None and not self.survivors():
+                status = self.process.returncode
+                break
+            time.sleep(0.05)
+        took = time.monotonic() - began
+        for pid in self.survivors():  # what Heroku's SIGKILL would take
+            os.kill(pid, signal.SIGKILL)
+        return took, status
+
+    def exit_status(self, timeout):
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def inner_process(self, name):
+        """The parent process of one LocalProcfile entry: gunicorn's master, or the Celery worker's parent."""
+
+        def runs(process):
+            if process is None or process.name() in ("sh", "bash", "dash"):
+                return False
+            command = " ".join(process.cmdline())
+            return "gunicorn" in command if name == "web" else ("celery" in command and " worker" in command)
+
+        for pid in self.survivors():
+            try:
+                process = psutil.Process(pid)
+                if runs(process) and not runs(process.parent()):
+                    return process
+            except psutil.NoSuchProcess:
+                continue
+        raise AssertionError(f"no {name} process in the dyno")
+
+    def kill(self, name):
+        self.inner_process(name).kill()
+
+    def commands(self):
+        """The command lines of the dyno's live processes."""
+        found = []
+        for pid in self.survivors():
+            try:
+                found.append(" ".join(psutil.Process(pid).cmdline()))
+            except psutil.NoSuchProcess:
+                continue
+        return found
+
+    def memory(self):
+        """(sum of PSS, sum of RSS) in MB over every process of the dyno."""
+        pss = rss = 0
+        for pid in self.survivors():
+            try:
+                info = psutil.Process(pid).memory_full_info()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            pss += info.pss
+            rss += info.rss
+        return pss / 2**20, rss / 2**20
+
+    def close(self):
+        if self.process and self.process.poll() is None:
+            self.stop()
+        for pid in self.survivors():
+            os.kill(pid, signal.SIGKILL)
