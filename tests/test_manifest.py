@@ -1,0 +1,113 @@
+"""The single sources of truth agree: app.json, the Procfiles and the settings; the scheduled jobs run."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from datetime import timedelta
+
+from django.contrib.sessions.backends.db import SessionStore
+from django.contrib.sessions.models import Session
+from django.utils import timezone
+
+from tests.local_dyno import REPO, dyno_environment
+
+MANIFEST = json.loads((REPO / "app.json").read_text())
+# Set by the platform (Heroku, or the VPS units) or by add-ons, not declared in app.json's env.
+PLATFORM_VARS = {"PORT", "DYNO", "DYNO_RAM", "DATABASE_URL", "REDIS_URL"}
+
+
+def procfile(name):
+    entries = {}
+    for line in (REPO / name).read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            process_type, _, command = line.partition(":")
+            entries[process_type.strip()] = command.strip()
+    return entries
+
+
+def config_vars_read_by_settings():
+    source = (REPO / "app" / "settings.py").read_text()
+    return set(re.findall(r"""(?:os\.environ\.get|env_bool|env_int)\(\s*["']([A-Z_]+)["']""", source))
+
+
+def test_every_config_var_the_settings_read_is_in_the_manifest_and_no_other():
+    read = config_vars_read_by_settings() - PLATFORM_VARS
+    declared = set(MANIFEST["env"])
+    assert read == declared, f"read but not declared: {read - declared}; declared but never read: {declared - read}"
+
+
+def test_settings_are_the_only_module_reading_config_vars():
+    readers = []
+    for path in (REPO / "app").rglob("*.py"):
+        if path.name in ("settings.py", "concurrency.py") or "bench" in path.parts:
+            continue
+        if re.search(r"os\.environ(\.get|\[)|os\.getenv", path.read_text()):
+            readers.append(str(path.relative_to(REPO)))
+    assert readers == []
+
+
+def test_secret_key_is_generated_and_required():
+    secret = MANIFEST["env"]["DJANGO_SECRET_KEY"]
+    assert secret["generator"] == "secret" and secret["required"] is True
+
+
+def test_procfile_web_runs_the_inner_procfile_and_release_migrates():
+    outer = procfile("Procfile")
+    assert set(outer) == {"web", "worker", "release"}
+    assert outer["web"].startswith("python -m app.dyno web")
+    assert "migrate" in outer["release"]
+    assert set(MANIFEST["formation"]) <= set(outer)
+
+
+def test_gunicorn_comes_first_in_the_inner_procfile():
+    inner = procfile("LocalProcfile")
+    assert list(inner)[0] == "web" and inner["web"].startswith("gunicorn ")
+    assert {"worker", "beat"} <= set(inner)
+
+
+def test_no_file_restates_the_procfile_commands():
+    commands = list(procfile("LocalProcfile").values()) + list(procfile("Procfile").values())
+    tracked = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO, capture_output=True, text=True
+    ).stdout.split()
+    restating = []
+    for relative in tracked:
+        if relative in ("Procfile", "LocalProcfile") or not (REPO / relative).is_file():
+            continue
+        text = (REPO / relative).read_text(errors="ignore")
+        restating += [f"{relative}: {c}" for c in commands if len(c) > 25 and c in text]
+    assert restating == []
+
+
+def test_each_scheduled_job_command_runs_in_a_one_off_dyno(tmp_path):
+    """Every `cron` command of app.json, run as a one-off dyno would run it, succeeds."""
+    assert MANIFEST["cron"], "app.json lists no scheduled job"
+    database = tmp_path / "db.sqlite3"
+    config = {"DYNO": "scheduler.1", "DJANGO_SECRET_KEY": "k" * 50, "REDIS_URL": "redis://127.0.0.1:1/0",
+              "DATABASE_URL": f"sqlite:///{database}"}
+    env = dyno_environment(config, REPO)
+    migrate = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=REPO, env=env,
+                             capture_output=True, text=True)
+    assert migrate.returncode == 0, migrate.stderr
+    for job in MANIFEST["cron"]:
+        run = subprocess.run(["bash", "-c", job["command"]], cwd=REPO, env=env, capture_output=True, text=True,
+                             timeout=120)
+        assert run.returncode == 0, f"{job['command']}: {run.stdout}{run.stderr}"
+
+
+def test_clearsessions_job_removes_expired_sessions_and_keeps_live_ones():
+    """The daily job does its work: expired sessions go, live ones stay."""
+    command = next(job["command"] for job in MANIFEST["cron"] if "clearsessions" in job["command"])
+    expired, live = SessionStore(), SessionStore()
+    expired["n"] = live["n"] = 1
+    expired.set_expiry(timezone.now() - timedelta(days=1))
+    expired.create()
+    live.create()
+    env = dyno_environment({"DATABASE_URL": os.environ["DATABASE_URL"], "DJANGO_ALLOWED_HOSTS": "x"}, REPO)
+    run = subprocess.run(["bash", "-c", command], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    remaining = set(Session.objects.values_list("session_key", flat=True))
+    assert live.session_key in remaining
+    assert expired.session_key not in remaining
