@@ -1,0 +1,60 @@
+# The README's commands. Each sets up what a fresh Debian/Ubuntu machine lacks, then does its job:
+#   make run    the packed dyno on embedded defaults (SQLite, a folder broker): no server to install
+#   make test   every test: app, dyno behaviour, Terraform checks, browser demo, Ansible on a systemd VPS
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+PORT ?= 5000
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+# Debian packages the tests drive for real (the Molecule host's podman and debootstrap come from its own script).
+TEST_PACKAGES := redis-server openssl git chromium
+
+.PHONY: run test test-app test-vps lint system-packages
+
+$(VENV)/.run-deps: requirements.txt
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev-deps: requirements-dev.txt $(VENV)/.run-deps
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+system-packages:
+	@missing=$$(for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:" $$missing; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@# The tests start their own Redis on free ports; Debian's service is not needed.
+	@if command -v systemctl >/dev/null && systemctl is-active -q redis-server 2>/dev/null; then \
+	  $(SUDO) systemctl disable --now redis-server >/dev/null 2>&1 || true; fi
+
+# The command of a Procfile process type, read from the Procfile (never restated here).
+procfile = $$(sed -n 's/^$(1):[[:space:]]*//p' Procfile)
+
+# Heroku's sequence, locally: the build (collectstatic), the release phase, then the `web` process type.
+run: $(VENV)/.run-deps
+	@cd $(CURDIR) && export PATH=$(BIN):$$PATH && \
+	  python manage.py collectstatic --noinput >/dev/null && \
+	  bash -c "$(call procfile,release)" && \
+	  echo && echo "Double Boiler is starting at http://localhost:$(PORT)/  (Ctrl-C stops it)" && echo && \
+	  PORT=$(PORT) exec bash -c "$(call procfile,web)"
+
+test: test-app test-vps
+
+test-app: system-packages $(VENV)/.dev-deps
+	cd $(CURDIR) && PATH=$(BIN):$$PATH python -m pytest
+
+# The Ansible roles on real systemd hosts (rootful Podman). A laptop without root skips with the reason;
+# CI (CI=true) never skips: the image script fails loudly instead.
+test-vps: $(VENV)/.dev-deps
+	@if [ "$$(id -u)" != 0 ] && [ -z "$$CI" ]; then \
+	  echo "SKIPPED test-vps: Molecule's Podman hosts need root (sudo make test-vps); CI runs them."; exit 0; fi; \
+	cd $(CURDIR) && export PATH=$(BIN):$$PATH && \
+	molecule/build-test-image.sh && \
+	molecule test -s default && \
+	molecule test -s split
