@@ -6,6 +6,11 @@ https://docs.gunicorn.org/en/stable/settings.html
 
 from app import settings
 
+# The job API reads status as GET /api/jobs?ids=<uuid>,<uuid>,...: allow request lines up to Heroku's router
+# limit (8 KB, about 210 ids) rather than gunicorn's default 4 KB.
+# https://devcenter.heroku.com/articles/http-routing#request-buffering
+limit_request_line = 8190
+
 # Heroku gives the dyno a new $PORT on every boot and routes to it; the web process must bind it within 60 s.
 # https://devcenter.heroku.com/articles/dyno-startup-behavior
 bind = f"0.0.0.0:{settings.PORT}"

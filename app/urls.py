@@ -4,6 +4,7 @@ from django.urls import include, path
 urlpatterns = [
     path("api/", include("app.jobs.urls")),
     path("admin/", admin.site.urls),
+    path("", include("app.demo.urls")),
 ]
 
 # Errors as JSON: the API's clients (the demo page, the benchmark) always get a body they can show.

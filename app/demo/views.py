@@ -1,0 +1,65 @@
+"""The job storm page and the dyno's vital signs (GET /api/dyno) that it polls."""
+
+from django.conf import settings
+from django.contrib.staticfiles.storage import staticfiles_storage
+from django.http import JsonResponse
+from django.shortcuts import render
+
+from app.demo.memory import cached_tree_memory
+from app.jobs import store
+from app.jobs.views import MAX_BATCH, MAX_JOB_MS, WEB_WORKER, allow
+
+# Status reads go as GET /api/jobs?ids=...: Heroku's router (and gunicorn's limit_request_line) caps a
+# request line at 8 KB, which holds about 210 ids, so the page reads 200 at a time.
+POLL_BATCH = 200
+STORM_MAX = 10_000
+
+
+def _static(name):
+    # collectstatic's manifest names the hashed file; without a manifest (tests that skip collectstatic)
+    # fall back to the plain name rather than fail the page.
+    try:
+        return staticfiles_storage.url(name)
+    except ValueError:
+        return settings.STATIC_URL + name
+
+
+def dyno_facts():
+    return {
+        "dyno": settings.DYNO or "local",
+        "layout": settings.DYNO_LAYOUT,
+        "memory_quota_mb": settings.DYNO_MEMORY_MB,
+        "web_concurrency": settings.WEB_CONCURRENCY,
+        "celery_pool": getattr(settings, "CELERY_WORKER_POOL", "prefork"),
+        "celery_concurrency": settings.CELERY_WORKER_CONCURRENCY,
+        "broker": "redis" if settings.REDIS_URL else "embedded",
+    }
+
+
+@allow("GET")
+def index(request):
+    context = {
+        "facts": dyno_facts(),
+        "limits": {
+            "storm_max": STORM_MAX,
+            "batch_max": MAX_BATCH,
+            "poll_batch": POLL_BATCH,
+            "ms_max": MAX_JOB_MS,
+        },
+        "css": _static("demo/storm.css"),
+        "js": _static("demo/storm.js"),
+    }
+    return render(request, "demo/index.html", context)
+
+
+@allow("GET")
+def dyno(request):
+    memory = cached_tree_memory()
+    return JsonResponse(
+        {
+            **dyno_facts(),
+            "web_worker": WEB_WORKER,
+            "beat_last_tick": store.last_heartbeat(),
+            "memory": memory,
+        }
+    )
