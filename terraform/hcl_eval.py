@@ -8,7 +8,8 @@ Terraform's semantics (null, conditionals, for expressions, can/try, regex, form
 that part raises Unsupported, so a test can never pass by evaluating something it does not understand.
 
     config = Configuration.load("terraform")
-    config.validation_errors({"app_name": "my-app", "web_quantity": 2})   # -> ["web_quantity must be 1 ..."]
+    config.validation_errors({"app_name": "my-app", "dyno_size": "standard-1x", "web_quantity": 2})
+    # -> ["web_quantity must be 1 while layout = \"packed\": ..."]
     config.local("scheduler_jobs", variables={"app_name": "my-app"})
 """
 

@@ -158,8 +158,7 @@ def load_module(directory):
 
 class Checker:
     def __init__(self, schemas=None):
-        self.schemas = schemas if schemas is not None else load_schemas()
-        self.by_source = {source: provider for source, provider in self.schemas.items()}
+        self.by_source = schemas if schemas is not None else load_schemas()  # "heroku/heroku" -> schema
         self.problems = []
 
     # -- helpers
@@ -317,9 +316,9 @@ class Checker:
                 if schema is None:
                     self.problem(where, f"{type_name!r} is not a {kind} type of the provider{self._suggest(type_name, provider[catalogue])}")
                     continue
-                meta_attributes = META_ATTRIBUTES if kind == "resource" else META_ATTRIBUTES
+                # Data sources take the same meta-arguments, but only lifecycle among the blocks.
                 meta_blocks = META_BLOCKS if kind == "resource" else {"lifecycle"}
-                plain = {k: v for k, v in body.items() if k not in meta_attributes and k not in meta_blocks}
+                plain = {k: v for k, v in body.items() if k not in META_ATTRIBUTES and k not in meta_blocks}
                 for meta in sorted((set(_keys(body)) & meta_blocks)):
                     if not _is_block(body[meta]):
                         self.problem(where, f"{meta!r} is a block")
