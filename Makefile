@@ -5,13 +5,14 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := run
 PYTHON ?= python3
 VENV := .venv
+CHECKOV_VENV := .venv-checkov
 BIN := $(CURDIR)/$(VENV)/bin
 PORT ?= 5000
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # Debian packages the tests drive for real (the Molecule host's podman and debootstrap come from its own script).
 TEST_PACKAGES := redis-server openssl git chromium
 
-.PHONY: run test test-app test-vps lint system-packages
+.PHONY: run test test-app test-vps system-packages checkov terraform-source
 
 $(VENV)/.run-deps: requirements.txt
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { $(SUDO) apt-get update -qq && \
@@ -46,7 +47,7 @@ run: $(VENV)/.run-deps
 
 test: test-app test-vps
 
-test-app: system-packages $(VENV)/.dev-deps
+test-app: system-packages $(VENV)/.dev-deps $(CHECKOV_VENV)/.deps
 	cd $(CURDIR) && PATH=$(BIN):$$PATH python -m pytest
 
 # The Ansible roles on real systemd hosts (rootful Podman). A laptop without root skips with the reason;
@@ -58,3 +59,19 @@ test-vps: $(VENV)/.dev-deps
 	molecule/build-test-image.sh && \
 	molecule test -s default && \
 	molecule test -s split
+
+
+# checkov pins packaging<24, which pytest 9 (requirements-dev.txt) cannot share: it gets its own virtualenv.
+$(CHECKOV_VENV)/.deps: terraform/requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --disable-pip-version-check -r terraform/requirements-checkov.txt
+	@touch $@
+
+# Static analysis of terraform/, offline (no Prisma Cloud account, no policy download).
+checkov: $(CHECKOV_VENV)/.deps
+	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --directory terraform \
+	  --framework terraform secrets --skip-download --compact --quiet
+
+# The tarball Terraform's heroku_build uploads: the committed HEAD without the tooling (.gitattributes).
+terraform-source:
+	git archive --format=tar.gz --output terraform/source.tar.gz HEAD

@@ -16,6 +16,7 @@ honcho runs the processes (its Manager and Procfile parser); this module adds wh
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -46,6 +47,22 @@ def select_processes(procfile, process_type, layout):
     else:
         raise SystemExit(f"unknown process type {process_type!r}: use web or worker")
     return {name: procfile.processes[name] for name in chosen}
+
+
+def configured_layout():
+    """DYNO_LAYOUT, from the settings loaded in a short-lived interpreter.
+
+    Loading them fails fast on bad config (a missing DJANGO_SECRET_KEY in production) before any process
+    starts. It happens in a child so that the launcher, and the output readers honcho forks from it, stay
+    free of Django and Celery: about 17 MB less for the dyno.
+    """
+    check = subprocess.run(
+        [sys.executable, "-c", "from app import settings; print(settings.DYNO_LAYOUT)"],
+        cwd=LOCAL_PROCFILE.parent, stdout=subprocess.PIPE, text=True,
+    )
+    if check.returncode != 0:
+        raise SystemExit("the settings do not load (the error is above): no process started")
+    return check.stdout.strip().splitlines()[-1]
 
 
 def _group_alive(pgid):
@@ -122,11 +139,8 @@ def main(argv=None):
     parser.add_argument("process_type", choices=["web", "worker"], help="the Procfile process type to run")
     args = parser.parse_args(argv)
 
-    # Settings fail fast (a missing DJANGO_SECRET_KEY in production) before any process starts.
-    from app import settings
-
     procfile = parse_procfile(LOCAL_PROCFILE.read_text())
-    chosen = select_processes(procfile, args.process_type, settings.DYNO_LAYOUT)
+    chosen = select_processes(procfile, args.process_type, configured_layout())
 
     manager = DynoManager(printer=Printer(sys.stdout))
     for name, command in chosen.items():
