@@ -176,16 +176,24 @@ class LocalDyno:
                 continue
         return alive
 
-    def stop(self):
-        """Heroku's stop: SIGTERM to every process in the dyno at once, SIGKILL after 30 s."""
-        began = time.monotonic()
+    def _signal_all(self, signum):
         for pid in self.survivors():
             try:
-                os.kill(pid, signal.SIGTERM)
+                os.kill(pid, signum)
             except ProcessLookupError:
                 pass
+
+    def stop(self):
+        """Heroku's stop: SIGTERM to every process in the dyno at once ("sometimes more than once", says
+        Heroku: here a second round after a second), SIGKILL after 30 s."""
+        began = time.monotonic()
+        self._signal_all(signal.SIGTERM)
+        second_round = False
         status = None
         while time.monotonic() - began < dyno_suite.HEROKU_STOP_WINDOW + 5:
+            if not second_round and time.monotonic() - began > 1:
+                self._signal_all(signal.SIGTERM)
+                second_round = True
             if self.process.poll() is not None and not self.survivors():
                 status = self.process.returncode
                 break
