@@ -10,7 +10,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 PORT ?= 5000
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # Debian packages the tests drive for real (the Molecule host's podman and debootstrap come from its own script).
-TEST_PACKAGES := redis-server openssl git chromium
+TEST_PACKAGES := redis-server postgresql openssl git chromium
 
 .PHONY: run test test-app test-vps system-packages checkov terraform-source
 
@@ -30,9 +30,10 @@ system-packages:
 	  echo "Installing Debian packages:" $$missing; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
-	@# The tests start their own Redis on free ports; Debian's service is not needed.
-	@if command -v systemctl >/dev/null && systemctl is-active -q redis-server 2>/dev/null; then \
-	  $(SUDO) systemctl disable --now redis-server >/dev/null 2>&1 || true; fi
+	@# The tests start their own Redis and PostgreSQL on free ports; Debian's services are not needed.
+	@for service in redis-server postgresql; do \
+	  if command -v systemctl >/dev/null && systemctl is-active -q $$service 2>/dev/null; then \
+	    $(SUDO) systemctl disable --now $$service >/dev/null 2>&1 || true; fi; done
 
 # The command of a Procfile process type, read from the Procfile (never restated here).
 procfile = $$(sed -n 's/^$(1):[[:space:]]*//p' Procfile)

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -78,6 +79,50 @@ class RedisServer:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
+
+
+class PostgresServer:
+    """A throwaway cluster of Debian's PostgreSQL on a free port, owned by the postgres user (initdb refuses
+    root), with a database and password like a Heroku Postgres add-on's."""
+
+    def __init__(self):
+        # Its own folder under /tmp: pytest's temp dirs are root-only, and the server runs as postgres.
+        self.workdir = Path(tempfile.mkdtemp(prefix="double-boiler-postgres-"))
+        self.port = free_port()
+        self.password = uuid.uuid4().hex
+
+    @property
+    def url(self):
+        return f"postgres://app:{self.password}@127.0.0.1:{self.port}/app"
+
+    def _as_postgres(self, *args, **kwargs):
+        return subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True,
+                              text=True, **kwargs)
+
+    def start(self):
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+        if not bins:
+            raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql; `make test` does it)")
+        self.bin = bins[-1]
+        shutil.chown(self.workdir, "postgres", "postgres")
+        data = self.workdir / "data"
+        pwfile = self.workdir / "pwfile"
+        pwfile.write_text(self.password + "\n")
+        shutil.chown(pwfile, "postgres", "postgres")
+        self._as_postgres(str(self.bin / "initdb"), "-D", str(data), "-A", "scram-sha-256", "-U", "postgres",
+                          f"--pwfile={pwfile}")
+        pwfile.unlink()
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(data), "-l", str(self.workdir / "log"), "-w", "-o",
+                          f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1", "start")
+        env = {"PGPASSWORD": self.password, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        for sql in (f"CREATE ROLE app LOGIN PASSWORD '{self.password}'", "CREATE DATABASE app OWNER app"):
+            subprocess.run([str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                            "-c", sql], check=True, capture_output=True, env=env)
+        return self
+
+    def stop(self):
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.workdir / "data"), "-m", "fast", "stop")
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def build_slug(destination):

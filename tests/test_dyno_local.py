@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests import dyno_suite
-from tests.local_dyno import REPO, LocalDyno, RedisServer, build_slug
+from tests.local_dyno import REPO, LocalDyno, PostgresServer, RedisServer, build_slug
 
 FIGURES = REPO / "artifacts" / "dyno-figures.json"
 
@@ -33,15 +33,21 @@ def redis_tls(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def heroku_config(redis_tls, tmp_path_factory):
-    """Config vars as Heroku sets them: DYNO, a generated secret, add-on URLs (Redis over TLS)."""
-    database = tmp_path_factory.mktemp("db") / "db.sqlite3"
+def postgres():
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def heroku_config(redis_tls, postgres):
+    """Config vars as Heroku sets them: DYNO, a generated secret, add-on URLs (Redis over TLS, Postgres)."""
     return {
         "DYNO": "web.1",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "REDIS_URL": redis_tls.url,
-        "DATABASE_URL": f"sqlite:///{database}",
+        "DATABASE_URL": postgres.url,
     }
 
 
