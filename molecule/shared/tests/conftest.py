@@ -1,0 +1,132 @@
+"""Fixtures for the VPS verifiers: the Molecule hosts as testinfra hosts (podman exec), the site's layout,
+the router's URL, and the journal of every host printed under a failing test.
+
+Shared by the `default` (packed, one host) and `split` (web host + worker host) scenarios; tests ask the
+inventory what runs where instead of hard-coding host names.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import testinfra
+
+REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+sys.path.insert(0, str(REPO))  # tests.dyno_suite: the dyno behaviour suite shared with the local run
+
+APP = "double-boiler"
+SCENARIO = os.environ.get("MOLECULE_SCENARIO_NAME", "default")
+FIGURES = REPO / "artifacts" / f"vps-figures-{SCENARIO}.json"
+
+
+def record(name, value):
+    """Keep a measured figure for the report (artifacts/vps-figures-<scenario>.json)."""
+    FIGURES.parent.mkdir(exist_ok=True)
+    figures = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
+    figures[name] = value
+    FIGURES.write_text(json.dumps(figures, indent=2, sort_keys=True))
+
+
+def _inventory():
+    listing = subprocess.run(
+        ["ansible-inventory", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--list"],
+        check=True, capture_output=True, text=True,
+    )
+    return json.loads(listing.stdout)
+
+
+class Site:
+    """What runs where, from the Molecule inventory (the same groups site.yml reads)."""
+
+    def __init__(self, inventory):
+        self.inventory = inventory
+        self.hostvars = inventory.get("_meta", {}).get("hostvars", {})
+        self.layout = next(iter(self.hostvars.values()), {}).get("double_boiler_layout", "packed")
+
+    def group(self, name):
+        return list(self.inventory.get(name, {}).get("hosts", []))
+
+    @property
+    def app_hosts(self):
+        return sorted(set(self.group("web") + self.group("worker")))
+
+    @property
+    def data_host(self):
+        return self.group("data")[0]
+
+    @property
+    def beat_host(self):
+        """Where beat and the scheduled jobs run: the worker in the split layout, the web dyno otherwise."""
+        return self.group("worker")[0] if self.layout == "split" else self.group("web")[0]
+
+    def units(self, hostname):
+        """The dyno units on a host: made from the Procfile's types by layout and inventory group."""
+        if self.layout == "packed":
+            return [f"{APP}-web.service"] if hostname in self.group("web") else []
+        return [f"{APP}-{kind}.service" for kind in ("web", "worker") if hostname in self.group(kind)]
+
+    def unit_hosts(self):
+        return [(name, unit) for name in self.app_hosts for unit in self.units(name)]
+
+
+@pytest.fixture(scope="session")
+def site():
+    return Site(_inventory())
+
+
+@pytest.fixture(scope="session")
+def hosts(site):
+    names = set(site.app_hosts + [site.data_host])
+    return {name: testinfra.get_host(f"podman://{name}") for name in names}
+
+
+def address_of(hostname):
+    return subprocess.run(
+        ["podman", "inspect", "--format", "{{.NetworkSettings.IPAddress}}", hostname],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def router_url(site):
+    """nginx on the (first) web host, port 80, as a browser would reach the VPS."""
+    return f"http://{address_of(site.group('web')[0])}"
+
+
+@pytest.fixture(scope="session")
+def config_vars(site, hosts):
+    """The env file of every app host, parsed."""
+    parsed = {}
+    for name in site.app_hosts:
+        text = hosts[name].check_output(f"cat /etc/{APP}/env")
+        parsed[name] = dict(
+            line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#")
+        )
+        parsed[name] = {key: value.strip('"') for key, value in parsed[name].items()}
+    return parsed
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Print each host's journal (dynos, jobs, nginx, data services) under a failing test."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    try:
+        inventory = _inventory()
+        names = sorted(inventory.get("_meta", {}).get("hostvars", {}))
+    except (subprocess.CalledProcessError, KeyError, json.JSONDecodeError) as error:
+        report.sections.append(("journal", f"could not list the hosts: {error}"))
+        return
+    for name in names:
+        journal = subprocess.run(
+            ["podman", "exec", name, "journalctl", "--no-pager", "--lines", "150", "--output", "short-precise",
+             "--unit", f"{APP}-*", "--unit", "nginx.service", "--unit", "redis-server.service",
+             "--unit", "postgresql@*"],
+            capture_output=True, text=True,
+        )
+        report.sections.append((f"journal of {name}", journal.stdout + journal.stderr))
