@@ -3,11 +3,14 @@
 Memory, first found wins: Heroku's DYNO_RAM (MB, exported by the Python buildpack), the cgroup limit of this
 process (systemd's MemoryMax on the VPS, a container's limit), else Heroku's smallest dyno (512 MB).
 
-The rule, for the packed layout (one dyno runs gunicorn, the Celery worker and beat): each gunicorn gevent
-worker and each Celery prefork process costs a Django import, about 60 MB of private memory under load, and the
-shared part (the launcher, both masters, beat) about 150 MB. So a 512 MB dyno gets 2 web workers and 2 Celery
-processes; every further 256 MB buys one more of each. In the split layout each dyno runs one side only and
-keeps the same counts and simply has memory to spare. Explicit WEB_CONCURRENCY / CELERY_WORKER_CONCURRENCY win.
+The rule, for the packed layout (one dyno runs gunicorn, the Celery worker and beat), checked against the
+benchmark's PSS figures (python -m app.bench): the fixed part - the launcher, gunicorn's master, the Celery
+worker process and beat - is about 170 MB; each gunicorn gevent worker is a whole Django, about 45 MB idle and
+60 MB under a storm. The Celery pool is threads (app/settings.py), so a Celery slot costs a thread and a Redis
+connection, not a process. So a 512 MB dyno gets 2 web workers and 2 Celery threads (about 260 MB PSS idle,
+under 300 MB at the peak of a 10,000-job storm); every further 256 MB buys one more web worker, and Celery
+threads follow the cores. In the split layout each dyno runs one side only, keeps the same counts and has
+memory to spare. Explicit WEB_CONCURRENCY / CELERY_WORKER_CONCURRENCY win.
 """
 
 import os
@@ -61,5 +64,6 @@ def web_workers(memory_mb):
 
 def celery_workers(memory_mb):
     per_256 = max(memory_mb // 256, 1)
-    # Prefork processes run CPU-bound jobs: more than the cores only adds memory.
+    # CPU-bound jobs gain nothing from more slots than cores; I/O-bound ones would, but each slot holds a
+    # Redis connection (Heroku's mini Key-Value Store allows 20): raise CELERY_WORKER_CONCURRENCY for those.
     return max(1, min(CPU_COUNT, per_256))
