@@ -10,8 +10,10 @@ connection pool per request (celery/celery#7960); this module keeps one backend 
 """
 
 import contextlib
+import os
 import time
 import uuid
+from datetime import datetime, timezone
 from functools import lru_cache
 
 from celery import states
@@ -29,6 +31,7 @@ STATE_NAMES = {
     states.REVOKED: "failed",
 }
 RUN_JOB_TASK = "app.jobs.tasks.run_job"
+RUN_JOBS_TASK = "app.jobs.tasks.run_jobs"
 
 
 @lru_cache(maxsize=1)
@@ -92,10 +95,79 @@ def enqueue(kind, ms, count, web_worker):
     # never call: the API reads status with MGET.
     amqp = celery_app.amqp
     with celery_app.producer_or_acquire() as producer, _batched(producer):
-        for job_id, kwargs in jobs:
-            message = amqp.create_task_message(job_id, RUN_JOB_TASK, (), kwargs)
-            amqp.send_task_message(producer, RUN_JOB_TASK, message)
+        for chunk in chunks(jobs, ms):
+            if len(chunk) == 1:
+                job_id, kwargs = chunk[0]
+                message = amqp.create_task_message(job_id, RUN_JOB_TASK, (), kwargs)
+                amqp.send_task_message(producer, RUN_JOB_TASK, message)
+            else:
+                batch = [{"id": job_id, **kwargs} for job_id, kwargs in chunk]
+                message = amqp.create_task_message(str(uuid.uuid4()), RUN_JOBS_TASK, (), {"jobs": batch})
+                amqp.send_task_message(producer, RUN_JOBS_TASK, message)
     return [job_id for job_id, _ in jobs]
+
+
+# A Celery message costs the worker ~3 ms of CPU whatever the job (receive, two result writes with a read
+# before each, ack; py-spy), which caps a small dyno near 250 short jobs/s. Jobs enqueued together therefore
+# travel together: up to CHUNK_JOBS of them, CHUNK_MS of work at most, per message, so a chunk stays far
+# inside the shutdown window and the pool's threads still share the load. Each job keeps its own record
+# and its own queued -> running -> done.
+CHUNK_JOBS = 50
+CHUNK_MS = 1000
+
+
+def chunks(jobs, ms):
+    size = max(1, min(CHUNK_JOBS, CHUNK_MS // ms if ms else CHUNK_JOBS))
+    return [jobs[i : i + size] for i in range(0, len(jobs), size)]
+
+
+def run_chunk(jobs, execute, hostname):
+    """Run the jobs of one message in order, each recorded as Celery records a task (STARTED, then SUCCESS
+    or FAILURE, published like Celery does so AsyncResult.get() works too). A chunk that comes back after
+    a lost worker skips the jobs that already finished: nothing runs twice to completion."""
+    store = backend()
+    keys = [store.get_key_for_task(job["id"]) for job in jobs]
+    finished = set()
+    for job, raw in zip(jobs, store.mget(keys)):
+        if raw and store.decode_result(raw).get("status") in states.READY_STATES:
+            finished.add(job["id"])
+    pending_write = []
+    for job, key in zip(jobs, keys):
+        if job["id"] in finished:
+            continue
+        kwargs = {k: job[k] for k in ("kind", "ms", "enqueued_at", "web_worker")}
+        started = _record(job["id"], kwargs)
+        started.update(status=states.STARTED, result={"pid": os.getpid(), "hostname": hostname}, worker=hostname)
+        pending_write.append((key, started))
+        _store(store, pending_write)  # the previous job's outcome and this one's STARTED, one round trip
+        pending_write = []
+        done = _record(job["id"], kwargs)
+        done.update(worker=hostname, date_done=datetime.now(timezone.utc).isoformat())
+        try:
+            done.update(status=states.SUCCESS, result=execute(job["kind"], job["ms"]))
+        except Exception as problem:  # noqa: BLE001 - recorded as the job's failure, like Celery would
+            done.update(
+                status=states.FAILURE,
+                result={"exc_type": type(problem).__name__, "exc_message": str(problem), "exc_module": None},
+            )
+        pending_write.append((key, done))
+    _store(store, pending_write)
+
+
+def _store(store, pairs):
+    if not pairs:
+        return
+    client = getattr(store, "client", None)
+    if client is None:
+        for key, meta in pairs:
+            store.set(key, store.encode(meta))
+        return
+    with client.pipeline(transaction=False) as pipe:
+        for key, meta in pairs:
+            value = store.encode(meta)
+            pipe.set(key, value, ex=store.expires or None)
+            pipe.publish(key, value)
+        pipe.execute()
 
 
 def describe(job_id, meta):

@@ -20,8 +20,7 @@ def _burn_cpu(ms):
     return rounds
 
 
-@shared_task(name=store.RUN_JOB_TASK)
-def run_job(kind, ms, enqueued_at, web_worker):
+def execute(kind, ms):
     started_at = time.time()
     if kind == "cpu":
         rounds = _burn_cpu(ms)
@@ -37,6 +36,17 @@ def run_job(kind, ms, enqueued_at, web_worker):
         "started_at": started_at,
         "finished_at": time.time(),
     }
+
+
+@shared_task(name=store.RUN_JOB_TASK)
+def run_job(kind, ms, enqueued_at, web_worker):
+    return execute(kind, ms)
+
+
+@shared_task(name=store.RUN_JOBS_TASK, bind=True, ignore_result=True)
+def run_jobs(self, jobs):
+    """Several jobs enqueued together, in one message (store.chunks); each keeps its own record."""
+    store.run_chunk(jobs, execute, self.request.hostname or socket.gethostname())
 
 
 @shared_task(name="app.jobs.tasks.heartbeat", ignore_result=True)

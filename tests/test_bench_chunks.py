@@ -1,0 +1,59 @@
+"""Jobs enqueued together travel in one Celery message (the end-to-end speed-up the benchmark measures):
+the chunk sizes, and a redelivered chunk that skips what already finished. Needs the tests' Redis
+(conftest.py); no worker: run_chunk is called directly."""
+
+import time
+import uuid
+
+from celery import states
+
+from app.jobs import store
+
+
+def test_bench_chunks_hold_at_most_50_jobs_and_one_second_of_work():
+    jobs = list(range(120))
+    assert [len(c) for c in store.chunks(jobs, 0)] == [50, 50, 20]
+    assert [len(c) for c in store.chunks(jobs[:10], 300)] == [3, 3, 3, 1]
+    assert [len(c) for c in store.chunks(jobs[:3], 5000)] == [1, 1, 1]
+    assert store.chunks([], 0) == []
+
+
+def _jobs(n):
+    kwargs = {"kind": "io", "ms": 0, "enqueued_at": time.time(), "web_worker": "gunicorn pid 1"}
+    jobs = [{"id": str(uuid.uuid4()), **kwargs} for _ in range(n)]
+    store._write_records([(j["id"], store._record(j["id"], kwargs)) for j in jobs])
+    return jobs
+
+
+def test_bench_a_redelivered_chunk_skips_jobs_that_already_finished():
+    jobs = _jobs(4)
+    ran = []
+
+    def execute(kind, ms):
+        ran.append(kind)
+        return {"kind": kind, "ms": ms, "celery_worker": "w pid 2", "started_at": 1.0, "finished_at": 2.0}
+
+    store.run_chunk(jobs[:2], execute, "worker@test")  # the first delivery got through two jobs
+    store.run_chunk(jobs, execute, "worker@test")  # then the worker was lost and the message came back
+    assert len(ran) == 4
+    found = store.fetch([j["id"] for j in jobs])
+    assert all(found[j["id"]]["state"] == "done" for j in jobs)
+    assert all(found[j["id"]]["web_worker"] == "gunicorn pid 1" for j in jobs)
+
+
+def test_bench_a_failing_job_in_a_chunk_is_failed_and_the_rest_still_run():
+    jobs = _jobs(3)
+
+    def execute(kind, ms):
+        if not execute.calls:
+            execute.calls.append(1)
+            raise ValueError("boom")
+        return {"kind": kind, "ms": ms, "celery_worker": "w pid 2", "started_at": 1.0, "finished_at": 2.0}
+
+    execute.calls = []
+    store.run_chunk(jobs, execute, "worker@test")
+    found = store.fetch([j["id"] for j in jobs])
+    assert found[jobs[0]["id"]]["state"] == "failed"
+    assert "boom" in found[jobs[0]["id"]]["error"]
+    assert [found[j["id"]]["state"] for j in jobs[1:]] == ["done", "done"]
+    assert states.FAILURE in states.READY_STATES
