@@ -19,6 +19,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+LEAKY_CONFIG_VARS = (
+    "DYNO", "DATABASE_URL", "REDIS_URL", "DJANGO_ALLOWED_HOSTS", "DJANGO_DEBUG", "DYNO_LAYOUT", "DYNO_RAM",
+    "WEB_CONCURRENCY", "CELERY_WORKER_CONCURRENCY", "GUNICORN_CMD_ARGS",
+)
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -91,7 +97,11 @@ class Service:
         self.env = {**os.environ, "PORT": str(self.port), "TMPDIR": self.tmp, "PYTHONUNBUFFERED": "1"}
         # LocalProcfile names gunicorn and celery by name: the virtualenv's bin must come first, as on Heroku.
         self.env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{self.env.get('PATH', '')}"
-        self.env.pop("DYNO", None)
+        # A local, non-production dyno answering on 127.0.0.1, whatever the calling environment had set
+        # (a test run may have left production-like config vars behind).
+        for name in LEAKY_CONFIG_VARS:
+            self.env.pop(name, None)
+        self.env["DJANGO_ALLOWED_HOSTS"] = "127.0.0.1,localhost"
         self.env.update(env or {})
         self.log_path = Path(log_path) if log_path else Path(self.tmp) / "service.log"
         self.process = None
