@@ -3,10 +3,14 @@
 import re
 import time
 
+import pytest
 import requests
+import urllib3
 
 from conftest import APP, record
 from tests import dyno_suite
+
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # the test certificate is self-signed
 
 
 def test_health_answers_200_through_the_router(router_url):
@@ -64,3 +68,12 @@ def test_router_answers_503_when_the_dyno_sends_nothing_for_30_s(site, hosts, ro
     assert response.status_code == 503
     assert 29.0 <= took <= 33.0, f"503 after {took:.1f} s, Heroku's router waits 30 s"
     dyno_suite.wait_until_serving(router_url, timeout=60)
+
+
+def test_router_serves_https_when_given_a_certificate(site, router_url):
+    if not site.hostvars[site.group("web")[0]].get("router_tls_certificate"):
+        pytest.skip("this scenario gives the router no certificate")
+    https_url = router_url.replace("http://", "https://")
+    response = requests.get(f"{https_url}/api/health", timeout=10, verify=False)
+    assert response.status_code == 200
+    assert response.headers.get("X-Request-Id")
