@@ -30,6 +30,11 @@ def record(name, value):
     FIGURES.write_text(json.dumps(figures, indent=2, sort_keys=True))
 
 
+def pytest_sessionstart(session):
+    """Each verify run starts a fresh figures file."""
+    FIGURES.unlink(missing_ok=True)
+
+
 def _inventory():
     listing = subprocess.run(
         ["ansible-inventory", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--list"],

@@ -5,12 +5,9 @@ import time
 
 import pytest
 import requests
-import urllib3
 
 from conftest import APP, record
 from tests import dyno_suite
-
-urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # the test certificate is self-signed
 
 
 def test_health_answers_200_through_the_router(router_url):
@@ -70,6 +67,7 @@ def test_router_answers_503_when_the_dyno_sends_nothing_for_30_s(site, hosts, ro
     dyno_suite.wait_until_serving(router_url, timeout=60)
 
 
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # a self-signed test certificate
 def test_router_serves_https_when_given_a_certificate(site, router_url):
     if not site.hostvars[site.group("web")[0]].get("router_tls_certificate"):
         pytest.skip("this scenario gives the router no certificate")
