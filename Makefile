@@ -12,7 +12,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # Debian packages the tests drive for real (the Molecule host's podman and debootstrap come from its own script).
 TEST_PACKAGES := redis-server postgresql openssl git chromium
 
-.PHONY: run test test-app test-vps system-packages checkov terraform-source
+.PHONY: run test test-app test-vps system-packages checkov terraform-source bench
 
 $(VENV)/.run-deps: requirements.txt
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { $(SUDO) apt-get update -qq && \
@@ -50,6 +50,15 @@ test: test-app test-vps
 
 test-app: system-packages $(VENV)/.dev-deps $(CHECKOV_VENV)/.deps
 	cd $(CURDIR) && PATH=$(BIN):$$PATH python -m pytest
+
+# The mini benchmark: the packed dyno against bare gunicorn, driven by wrk and a job load process; writes
+# bench-report/report.md, report.json and bench.svg (about 4 minutes).
+BENCH_PACKAGES := wrk redis-server
+bench: $(VENV)/.dev-deps
+	@missing=$$(for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && \
+	  $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; fi
+	cd $(CURDIR) && PATH=$(BIN):$$PATH python -m app.bench
 
 # The Ansible roles on real systemd hosts (rootful Podman). A laptop without root skips with the reason;
 # CI (CI=true) never skips: the image script fails loudly instead.

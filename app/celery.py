@@ -19,7 +19,7 @@ app.autodiscover_tasks()
 
 @worker_process_init.connect
 def leave_shutdown_to_the_parent(**_):
-    """Heroku sends SIGTERM to every process in the dyno, the prefork children included. A child that died
-    of it would abort its job; ignoring it lets the parent's warm shutdown finish the running jobs and then
-    stop the children itself."""
+    """With the prefork pool (the default pool is threads, see settings): Heroku sends SIGTERM to every
+    process in the dyno, the pool's children included. A child that died of it would abort its job; ignoring
+    it lets the parent's warm shutdown finish the running jobs and then stop the children itself."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
