@@ -144,7 +144,9 @@ def main(argv=None):
 
     manager = DynoManager(printer=Printer(sys.stdout))
     for name, command in chosen.items():
-        manager.add_process(name, command)
+        # honcho runs each command through `sh -c`; exec makes the process honcho watches the program itself,
+        # so a kill -9 of it is seen as that process dying (a dead wrapper shell would leave it orphaned).
+        manager.add_process(name, f"exec {command}")
     manager.loop()
     manager.wait_for_groups()
     code = manager.exit_code()

@@ -91,3 +91,7 @@ forwarded_allow_ips = "*"
 accesslog = None
 errorlog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)sB %(M)sms request_id=%({x-request-id}i)s'
+
+# gunicorn 27's control socket lives under $HOME, which is read-only on the VPS (ProtectSystem=strict) and
+# ephemeral on Heroku; the dyno is managed by signals, as Heroku manages it, so the socket is not needed.
+control_socket_disable = True

@@ -111,3 +111,11 @@ def test_clearsessions_job_removes_expired_sessions_and_keeps_live_ones():
     remaining = set(Session.objects.values_list("session_key", flat=True))
     assert live.session_key in remaining
     assert expired.session_key not in remaining
+
+
+def test_vps_env_file_sets_only_config_vars_the_manifest_declares():
+    """The Ansible app role's env file is the VPS's `heroku config`: only app.json's vars and the add-on URLs."""
+    template = (REPO / "ansible" / "roles" / "app" / "templates" / "etc" / "app" / "env.j2").read_text()
+    named = set(re.findall(r"'([A-Z][A-Z0-9_]+)':", template))
+    assert "DJANGO_SECRET_KEY" in named
+    assert named - set(MANIFEST["env"]) - PLATFORM_VARS == set()
