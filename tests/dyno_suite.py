@@ -81,6 +81,7 @@ def check_job_round_trip(target, count=20):
 def check_sigterm_lets_inflight_work_finish(target, slow_request_ms=4000, job_ms=3000, jobs=6):
     """SIGTERM to the whole dyno: the slow request completes, running jobs finish or go back to the queue,
     and the dyno is gone inside Heroku's 30 s. After a restart every job is done: none lost."""
+    wait_for_fresh_beat_tick(target.base_url)
     ids = enqueue(target.base_url, "io", job_ms, jobs)
     slow = {}
 
@@ -108,6 +109,23 @@ def check_sigterm_lets_inflight_work_finish(target, slow_request_ms=4000, job_ms
     lost = [i for i in ids if finished[i]["state"] != "done"]
     assert not lost, f"jobs lost across the restart: {lost}"
     return {"stop_seconds": seconds, "exit_status": status, "jobs": len(ids)}
+
+
+def wait_for_fresh_beat_tick(base_url, timeout=30.0):
+    """Wait until beat has ticked since this call: the whole dyno is up, not just its web process.
+
+    Celery beat can hang if SIGTERM lands while it is still building its scheduler (its signal handler
+    re-enters that construction); the launcher's SIGKILL at 28 s still ends the dyno inside Heroku's window,
+    but the checks here are about a dyno that has finished booting.
+    """
+    began = time.time()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tick = requests.get(f"{base_url}/api/health", timeout=5).json().get("beat_last_tick")
+        if tick and tick >= began:
+            return tick
+        time.sleep(0.25)
+    raise AssertionError(f"beat did not tick within {timeout:.0f} s")
 
 
 def _wait_for_any_running(base_url, ids, timeout=30.0):
