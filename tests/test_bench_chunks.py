@@ -21,7 +21,9 @@ def test_bench_chunks_hold_at_most_50_jobs_and_one_second_of_work():
 def _jobs(n):
     kwargs = {"kind": "io", "ms": 0, "enqueued_at": time.time(), "web_worker": "gunicorn pid 1"}
     jobs = [{"id": str(uuid.uuid4()), **kwargs} for _ in range(n)]
-    store._write_records([(j["id"], store._record(j["id"], kwargs)) for j in jobs])
+    backend = store.backend()
+    store._store(backend, [(backend.get_key_for_task(j["id"]), store._record(j["id"], kwargs)) for j in jobs],
+                 publish=False)
     return jobs
 
 

@@ -82,20 +82,6 @@ def _record(job_id, kwargs):
     }
 
 
-def _write_records(records):
-    store = backend()
-    pairs = [(store.get_key_for_task(job_id), store.encode(meta)) for job_id, meta in records]
-    client = redis_client()
-    if client is not None:  # Redis: one round trip for the whole batch
-        with client.pipeline(transaction=False) as pipe:
-            for key, value in pairs:
-                pipe.set(key, value, ex=store.expires or None)
-            pipe.execute()
-    else:
-        for key, value in pairs:
-            store.set(key, value)
-
-
 def _batched(producer):
     """kombu's publish batch: on Redis every LPUSH of the call goes in one pipelined round trip (other
     transports publish one by one, as before)."""
@@ -113,7 +99,9 @@ def enqueue(kind, ms, count, web_worker):
         kwargs = {"kind": kind, "ms": ms, "enqueued_at": enqueued_at, "web_worker": web_worker}
         jobs.append((job_id, kwargs))
     # Records first: a fast worker's STARTED/SUCCESS must never be overwritten by our PENDING.
-    _write_records([(job_id, _record(job_id, kwargs)) for job_id, kwargs in jobs])
+    store = backend()
+    _store(store, [(store.get_key_for_task(job_id), _record(job_id, kwargs)) for job_id, kwargs in jobs],
+           publish=False)
     # What run_job.apply_async() does, minus the result subscription: Celery's Redis backend subscribes every
     # task it sends to a pub/sub channel for a later .get(), and unsubscribes when the AsyncResult is
     # collected - two Redis round trips per job (a third of the enqueue time, per py-spy) for a .get() we
@@ -179,7 +167,9 @@ def run_chunk(jobs, execute, hostname):
     _store(store, pending_write)
 
 
-def _store(store, pairs):
+def _store(store, pairs, publish=True):
+    """Write job records (key, meta): on Redis in one pipelined round trip, publishing each like Celery does
+    so AsyncResult.get() sees it (queued records have no one waiting, so they skip that)."""
     if not pairs:
         return
     client = redis_client()
@@ -191,7 +181,8 @@ def _store(store, pairs):
         for key, meta in pairs:
             value = store.encode(meta)
             pipe.set(key, value, ex=store.expires or None)
-            pipe.publish(key, value)
+            if publish:
+                pipe.publish(key, value)
         pipe.execute()
 
 
