@@ -12,7 +12,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # Debian packages the tests drive for real (the Molecule host's podman and debootstrap come from its own script).
 TEST_PACKAGES := redis-server postgresql openssl git chromium
 
-.PHONY: run test test-app test-vps system-packages checkov terraform-source bench
+.PHONY: run test lint test-app test-vps system-packages checkov terraform-source bench
 
 $(VENV)/.run-deps: requirements.txt
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { $(SUDO) apt-get update -qq && \
@@ -46,7 +46,13 @@ run: $(VENV)/.run-deps
 	  echo && echo "Double Boiler is starting at http://localhost:$(PORT)/  (Ctrl-C stops it)" && echo && \
 	  PORT=$(PORT) exec bash -c "$(call procfile,web)"
 
-test: test-app test-vps
+test: lint test-app test-vps
+
+# Python lint and format (rules in ruff.toml) and shellcheck on the shell scripts.
+lint: $(VENV)/.dev-deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/shellcheck .ci/run $$(git ls-files '*.sh')
 
 test-app: system-packages $(VENV)/.dev-deps $(CHECKOV_VENV)/.deps
 	cd $(CURDIR) && PATH=$(BIN):$$PATH python -m pytest

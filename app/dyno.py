@@ -58,7 +58,9 @@ def configured_layout():
     """
     check = subprocess.run(
         [sys.executable, "-c", "from app import settings; print(settings.DYNO_LAYOUT)"],
-        cwd=LOCAL_PROCFILE.parent, stdout=subprocess.PIPE, text=True,
+        cwd=LOCAL_PROCFILE.parent,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     if check.returncode != 0:
         raise SystemExit("the settings do not load (the error is above): no process started")

@@ -73,7 +73,7 @@ if not SECRET_KEY:
             "DJANGO_SECRET_KEY is not set: set it as a config var "
             "(Terraform and app.json generate one; the Ansible app role keeps one in the env file)."
         )
-    SECRET_KEY = "insecure-local-only-key-double-boiler"  # noqa: S105 - local runs only, never with DYNO set
+    SECRET_KEY = "insecure-local-only-key-double-boiler"  # local runs only, never with DYNO set
 
 DEBUG = env_bool("DJANGO_DEBUG", default=False)
 

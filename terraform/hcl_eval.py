@@ -297,7 +297,7 @@ FUNCTIONS = {
     "tonumber": lambda value: None if value is None else _to_number(value),
     "toset": lambda values: sorted(set(values)),
     "tostring": lambda value: None if value is None else _to_string(value),
-    "trimprefix": lambda text, prefix: text[len(prefix):] if text.startswith(prefix) else text,
+    "trimprefix": lambda text, prefix: text[len(prefix) :] if text.startswith(prefix) else text,
     "trimspace": lambda text: text.strip(),
     "trimsuffix": lambda text, suffix: text[: -len(suffix)] if suffix and text.endswith(suffix) else text,
 }

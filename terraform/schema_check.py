@@ -188,7 +188,9 @@ class Checker:
                 dynamic_labels.add(label)
                 if label not in schema["blocks"]:
                     kind = "an argument" if label in schema["attributes"] else "not a block of this type"
-                    self.problem(where, f"dynamic {label!r}: {label!r} is {kind}{self._suggest(label, schema['blocks'])}")
+                    self.problem(
+                        where, f"dynamic {label!r}: {label!r} is {kind}{self._suggest(label, schema['blocks'])}"
+                    )
                     continue
                 for content in dynamic[raw_label].get("content", []):
                     self.check_body(content, schema["blocks"][label], f"{where}.{label}", resource_types)
@@ -208,7 +210,9 @@ class Checker:
                     self.problem(where, f"{key!r} is a block: write `{key} {{ ... }}`, not `{key} = ...`")
                     continue
                 if spec.get("max_items") is not None and len(value) > spec["max_items"]:
-                    self.problem(where, f"block {key!r} appears {len(value)} times, at most {spec['max_items']} allowed")
+                    self.problem(
+                        where, f"block {key!r} appears {len(value)} times, at most {spec['max_items']} allowed"
+                    )
                 for item in value:
                     self.check_body(item, spec, f"{where}.{key}", resource_types)
             else:
@@ -230,8 +234,10 @@ class Checker:
             for other in spec.get("conflicts_with", []):
                 other = other.rsplit(".", 1)[-1]
                 if name < other and name in keys and other in keys:
-                    both_literal = not _is_null(body[name]) and not _is_null(body[other]) and all(
-                        "${" not in str(body[n]) for n in (name, other)
+                    both_literal = (
+                        not _is_null(body[name])
+                        and not _is_null(body[other])
+                        and all("${" not in str(body[n]) for n in (name, other))
                     )
                     if both_literal:
                         self.problem(where, f"{name!r} and {other!r} conflict: set only one")
@@ -300,7 +306,10 @@ class Checker:
                 continue
             self.check_body(body, self.by_source[declared[1]]["provider"], where, resource_types)
 
-        for kind, table, catalogue in (("resource", module.resources, "resources"), ("data", module.data, "data_sources")):
+        for kind, table, catalogue in (
+            ("resource", module.resources, "resources"),
+            ("data", module.data, "data_sources"),
+        ):
             for (type_name, name), (file, body) in sorted(table.items()):
                 address = f"{'data.' if kind == 'data' else ''}{type_name}.{name}"
                 where = f"{module.directory / file}: {address}"
@@ -314,12 +323,15 @@ class Checker:
                     continue
                 schema = provider[catalogue].get(type_name)
                 if schema is None:
-                    self.problem(where, f"{type_name!r} is not a {kind} type of the provider{self._suggest(type_name, provider[catalogue])}")
+                    self.problem(
+                        where,
+                        f"{type_name!r} is not a {kind} type of the provider{self._suggest(type_name, provider[catalogue])}",
+                    )
                     continue
                 # Data sources take the same meta-arguments, but only lifecycle among the blocks.
                 meta_blocks = META_BLOCKS if kind == "resource" else {"lifecycle"}
                 plain = {k: v for k, v in body.items() if k not in META_ATTRIBUTES and k not in meta_blocks}
-                for meta in sorted((set(_keys(body)) & meta_blocks)):
+                for meta in sorted(set(_keys(body)) & meta_blocks):
                     if not _is_block(body[meta]):
                         self.problem(where, f"{meta!r} is a block")
                 self.check_body(plain, schema, where, resource_types)
@@ -391,7 +403,7 @@ class Checker:
         def visit(name, path):
             for target in edges.get(name, []):
                 if target in path:
-                    cycle = path[path.index(target):]
+                    cycle = path[path.index(target) :]
                     key = frozenset(cycle)
                     if key not in reported:
                         reported.add(key)
@@ -479,7 +491,9 @@ class Checker:
             child = load_module(path)
             for key in sorted(set(_keys(body)) - MODULE_META):
                 if key not in child.variables:
-                    self.problem(where, f"module {source!r} has no variable {key!r}{self._suggest(key, child.variables)}")
+                    self.problem(
+                        where, f"module {source!r} has no variable {key!r}{self._suggest(key, child.variables)}"
+                    )
             for variable, (_, spec) in sorted(child.variables.items()):
                 if "default" not in spec and variable not in body:
                     self.problem(where, f"required variable {variable!r} of module {source!r} is not set")

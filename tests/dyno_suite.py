@@ -63,7 +63,9 @@ def wait_for_jobs(base_url, ids, timeout=60.0):
         if len(jobs) == len(ids) and all(job["state"] in ("done", "failed") for job in jobs.values()):
             return jobs
         if time.monotonic() > deadline:
-            pending = {i: jobs.get(i, {}).get("state", "unknown") for i in ids if jobs.get(i, {}).get("state") != "done"}
+            pending = {
+                i: jobs.get(i, {}).get("state", "unknown") for i in ids if jobs.get(i, {}).get("state") != "done"
+            }
             raise AssertionError(f"jobs not finished after {timeout:.0f} s: {pending}")
         time.sleep(0.2)
 

@@ -1,6 +1,7 @@
 """Real processes for the tests: a Redis server (plain or TLS, like Heroku's Key-Value Store), a slug (the
 repository as Heroku's build leaves it), and the dyno started from the Procfile exactly as Heroku does."""
 
+import contextlib
 import os
 import shutil
 import signal
@@ -58,12 +59,39 @@ class RedisServer:
         if self.tls:
             cert, key = self.workdir / "redis.crt", self.workdir / "redis.key"
             subprocess.run(
-                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-                 "-keyout", str(key), "-out", str(cert)],
-                check=True, capture_output=True,
+                [
+                    "openssl",
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=localhost",
+                    "-keyout",
+                    str(key),
+                    "-out",
+                    str(cert),
+                ],
+                check=True,
+                capture_output=True,
             )
-            args += ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert),
-                     "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"]
+            args += [
+                "--port",
+                "0",
+                "--tls-port",
+                str(self.port),
+                "--tls-cert-file",
+                str(cert),
+                "--tls-key-file",
+                str(key),
+                "--tls-ca-cert-file",
+                str(cert),
+                "--tls-auth-clients",
+                "no",
+            ]
         else:
             args += ["--port", str(self.port), "--bind", "127.0.0.1"]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -96,8 +124,9 @@ class PostgresServer:
         return f"postgres://app:{self.password}@127.0.0.1:{self.port}/app"
 
     def _as_postgres(self, *args, **kwargs):
-        return subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True,
-                              text=True, **kwargs)
+        return subprocess.run(
+            ["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, text=True, **kwargs
+        )
 
     def start(self):
         bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
@@ -109,15 +138,29 @@ class PostgresServer:
         pwfile = self.workdir / "pwfile"
         pwfile.write_text(self.password + "\n")
         shutil.chown(pwfile, "postgres", "postgres")
-        self._as_postgres(str(self.bin / "initdb"), "-D", str(data), "-A", "scram-sha-256", "-U", "postgres",
-                          f"--pwfile={pwfile}")
+        self._as_postgres(
+            str(self.bin / "initdb"), "-D", str(data), "-A", "scram-sha-256", "-U", "postgres", f"--pwfile={pwfile}"
+        )
         pwfile.unlink()
-        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(data), "-l", str(self.workdir / "log"), "-w", "-o",
-                          f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1", "start")
+        self._as_postgres(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(self.workdir / "log"),
+            "-w",
+            "-o",
+            f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1",
+            "start",
+        )
         env = {"PGPASSWORD": self.password, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         for sql in (f"CREATE ROLE app LOGIN PASSWORD '{self.password}'", "CREATE DATABASE app OWNER app"):
-            subprocess.run([str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                            "-c", sql], check=True, capture_output=True, env=env)
+            subprocess.run(
+                [str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-c", sql],
+                check=True,
+                capture_output=True,
+                env=env,
+            )
         return self
 
     def stop(self):
@@ -130,7 +173,10 @@ def build_slug(destination):
     destination = Path(destination)
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, check=True, capture_output=True, text=True,
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.splitlines()
     for relative in files:
         source = REPO / relative
@@ -140,7 +186,10 @@ def build_slug(destination):
             shutil.copy2(source, target)
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput"],
-        cwd=destination, check=True, capture_output=True, env=dyno_environment({}, destination),
+        cwd=destination,
+        check=True,
+        capture_output=True,
+        env=dyno_environment({}, destination),
     )
     return destination
 
@@ -186,7 +235,11 @@ class LocalDyno:
         """A one-off dyno (like the release phase): runs to completion, returns the CompletedProcess."""
         return subprocess.run(
             ["bash", "-c", procfile_command(process_type, self.slug / "Procfile")],
-            cwd=self.slug, env=self.environment(), capture_output=True, text=True, timeout=300,
+            cwd=self.slug,
+            env=self.environment(),
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
 
     def launch(self):
@@ -194,7 +247,11 @@ class LocalDyno:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 ["bash", "-c", procfile_command(self.process_type, self.slug / "Procfile")],
-                cwd=self.slug, env=self.environment(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                cwd=self.slug,
+                env=self.environment(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def start(self):
@@ -223,10 +280,8 @@ class LocalDyno:
 
     def _signal_all(self, signum):
         for pid in self.survivors():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
 
     def stop(self):
         """Heroku's stop: SIGTERM to every process in the dyno at once ("sometimes more than once", says

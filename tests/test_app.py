@@ -38,7 +38,10 @@ def load_settings(**env):
         "'broker': s.CELERY_BROKER_URL, 'db': s.DATABASES['default']['ENGINE']}))"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
         env={"PATH": os.environ["PATH"], **env},
     )
     values = json.loads(result.stdout.splitlines()[-1]) if result.returncode == 0 else None
@@ -122,7 +125,15 @@ def test_dyno_ram_sets_the_memory_the_defaults_are_sized_for():
 
 @pytest.mark.parametrize(
     ("memory_mb", "cores", "web", "celery"),
-    [(512, 2, 2, 2), (512, 8, 2, 2), (1024, 2, 4, 2), (1024, 8, 4, 4), (256, 8, 1, 1), (100, 1, 1, 1), (14336, 8, 17, 8)],
+    [
+        (512, 2, 2, 2),
+        (512, 8, 2, 2),
+        (1024, 2, 4, 2),
+        (1024, 8, 4, 4),
+        (256, 8, 1, 1),
+        (100, 1, 1, 1),
+        (14336, 8, 17, 8),
+    ],
 )
 def test_concurrency_follows_dyno_memory(monkeypatch, memory_mb, cores, web, celery):
     monkeypatch.setattr(concurrency, "CPU_COUNT", cores)

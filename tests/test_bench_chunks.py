@@ -22,8 +22,9 @@ def _jobs(n):
     kwargs = {"kind": "io", "ms": 0, "enqueued_at": time.time(), "web_worker": "gunicorn pid 1"}
     jobs = [{"id": str(uuid.uuid4()), **kwargs} for _ in range(n)]
     backend = store.backend()
-    store._store(backend, [(backend.get_key_for_task(j["id"]), store._record(j["id"], kwargs)) for j in jobs],
-                 publish=False)
+    store._store(
+        backend, [(backend.get_key_for_task(j["id"]), store._record(j["id"], kwargs)) for j in jobs], publish=False
+    )
     return jobs
 
 

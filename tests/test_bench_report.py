@@ -6,14 +6,33 @@ from app.bench import report
 
 
 def _http(server, scenario, connections, rps, p99):
-    return {"server": server, "scenario": scenario, "path": "/", "connections": connections, "requests": int(rps * 6),
-            "req_per_s": rps, "p50_ms": p99 / 4, "p90_ms": p99 / 2, "p99_ms": p99, "max_ms": p99 * 2,
-            "errors": 0, "error_detail": {}}
+    return {
+        "server": server,
+        "scenario": scenario,
+        "path": "/",
+        "connections": connections,
+        "requests": int(rps * 6),
+        "req_per_s": rps,
+        "p50_ms": p99 / 4,
+        "p90_ms": p99 / 2,
+        "p99_ms": p99,
+        "max_ms": p99 * 2,
+        "errors": 0,
+        "error_detail": {},
+    }
 
 
 def _jobs(rate, lost=0, **extra):
-    return {"jobs": 5000, "jobs_per_s": rate, "done": 5000 - lost, "failed": 0, "lost": lost, "duplicated_ids": 0,
-            "latency_s": {"p50": 0.1, "p90": 0.2, "p95": 0.3, "p99": 0.4, "max": 0.5}, **extra}
+    return {
+        "jobs": 5000,
+        "jobs_per_s": rate,
+        "done": 5000 - lost,
+        "failed": 0,
+        "lost": lost,
+        "duplicated_ids": 0,
+        "latency_s": {"p50": 0.1, "p90": 0.2, "p95": 0.3, "p99": 0.4, "max": 0.5},
+        **extra,
+    }
 
 
 def _results(lost=0):
@@ -34,14 +53,28 @@ def _results(lost=0):
             "idle": {"t": 1, "phase": "idle", "pss_mb": 190, "rss_mb": 300},
             "peak_storm": {"t": 9, "phase": "storm", "pss_mb": 280, "rss_mb": 400},
             "peak_any": {"t": 9, "phase": "storm", "pss_mb": 280, "rss_mb": 400},
-            "samples": [{"t": 1, "phase": "idle", "pss_mb": 190, "rss_mb": 300},
-                        {"t": 9, "phase": "storm", "pss_mb": 280, "rss_mb": 400}],
+            "samples": [
+                {"t": 1, "phase": "idle", "pss_mb": 190, "rss_mb": 300},
+                {"t": 9, "phase": "storm", "pss_mb": 280, "rss_mb": 400},
+            ],
             "quota_mb": 512,
         },
-        "settings": {"web_concurrency": 2, "celery_pool": "threads", "celery_concurrency": 8, "broker": "redis",
-                     "memory_quota_mb": 512},
-        "machine": {"cpus": 2, "memory_gb": 24, "python": "3.11", "platform": "linux", "wall_seconds": 200,
-                    "load_average_at_start": [0.1, 0.1, 0.1], "load_average_at_end": [1, 1, 1]},
+        "settings": {
+            "web_concurrency": 2,
+            "celery_pool": "threads",
+            "celery_concurrency": 8,
+            "broker": "redis",
+            "memory_quota_mb": 512,
+        },
+        "machine": {
+            "cpus": 2,
+            "memory_gb": 24,
+            "python": "3.11",
+            "platform": "linux",
+            "wall_seconds": 200,
+            "load_average_at_start": [0.1, 0.1, 0.1],
+            "load_average_at_end": [1, 1, 1],
+        },
     }
 
 

@@ -85,15 +85,21 @@ def test_each_scheduled_job_command_runs_in_a_one_off_dyno(tmp_path):
     """Every `cron` command of app.json, run as a one-off dyno would run it, succeeds."""
     assert MANIFEST["cron"], "app.json lists no scheduled job"
     database = tmp_path / "db.sqlite3"
-    config = {"DYNO": "scheduler.1", "DJANGO_SECRET_KEY": "k" * 50, "REDIS_URL": "redis://127.0.0.1:1/0",
-              "DATABASE_URL": f"sqlite:///{database}"}
+    config = {
+        "DYNO": "scheduler.1",
+        "DJANGO_SECRET_KEY": "k" * 50,
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+        "DATABASE_URL": f"sqlite:///{database}",
+    }
     env = dyno_environment(config, REPO)
-    migrate = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=REPO, env=env,
-                             capture_output=True, text=True)
+    migrate = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"], cwd=REPO, env=env, capture_output=True, text=True
+    )
     assert migrate.returncode == 0, migrate.stderr
     for job in MANIFEST["cron"]:
-        run = subprocess.run(["bash", "-c", job["command"]], cwd=REPO, env=env, capture_output=True, text=True,
-                             timeout=120)
+        run = subprocess.run(
+            ["bash", "-c", job["command"]], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        )
         assert run.returncode == 0, f"{job['command']}: {run.stdout}{run.stderr}"
 
 

@@ -109,33 +109,75 @@ def test_schema_check_command_exits_non_zero_only_on_problems():
 
 # Each mutation breaks the real configuration the way a typo would; the checker must name the breakage.
 MUTATIONS = {
-    "misspelled argument": ("main.tf", 'plan   = "scheduler:standard"', 'plna   = "scheduler:standard"',
-                            "heroku_addon.scheduler: unknown argument or block 'plna' (did you mean 'plan'?)"),
-    "missing required argument": ("main.tf", '  type     = "worker"\n', "",
-                                  "heroku_formation.worker: required argument 'type' is missing"),
-    "app name as app_id": ("main.tf", "resource \"heroku_addon\" \"redis\" {\n  count = var.redis_plan == null ? 0 : 1\n\n  app_id = heroku_app.this.id",
-                           "resource \"heroku_addon\" \"redis\" {\n  count = var.redis_plan == null ? 0 : 1\n\n  app_id = var.app_name",
-                           "heroku_addon.redis: app_id must reference an app's UUID"),
+    "misspelled argument": (
+        "main.tf",
+        'plan   = "scheduler:standard"',
+        'plna   = "scheduler:standard"',
+        "heroku_addon.scheduler: unknown argument or block 'plna' (did you mean 'plan'?)",
+    ),
+    "missing required argument": (
+        "main.tf",
+        '  type     = "worker"\n',
+        "",
+        "heroku_formation.worker: required argument 'type' is missing",
+    ),
+    "app name as app_id": (
+        "main.tf",
+        'resource "heroku_addon" "redis" {\n  count = var.redis_plan == null ? 0 : 1\n\n  app_id = heroku_app.this.id',
+        'resource "heroku_addon" "redis" {\n  count = var.redis_plan == null ? 0 : 1\n\n  app_id = var.app_name',
+        "heroku_addon.redis: app_id must reference an app's UUID",
+    ),
     "block written as argument": ("main.tf", "  source {\n", "  source = {\n", "'source' is a block"),
-    "computed attribute set": ("main.tf", "  length  = 50\n", "  length  = 50\n  result  = \"fixed\"\n",
-                               "random_password.django_secret_key: 'result' is computed by the provider"),
-    "unknown resource type": ("main.tf", 'resource "heroku_domain" "custom"', 'resource "heroku_domains" "custom"',
-                              "'heroku_domains' is not a resource type of the provider"),
-    "unknown attribute": ("outputs.tf", "value       = heroku_app.this.web_url", "value       = heroku_app.this.web_uri",
-                          "heroku_app.this has no attribute 'web_uri'"),
-    "secret output not sensitive": ("outputs.tf", "  sensitive   = true\n", "",
-                                    "output.config_vars: its value carries a sensitive value"),
-    "undeclared variable": ("main.tf", 'var.layout == "split" ? 1 : 0', 'var.layuot == "split" ? 1 : 0',
-                            "refers to var.layuot, which is not declared"),
-    "provider from the wrong namespace": ("versions.tf", 'source  = "heroku/heroku"', 'source  = "hashicorp/heroku"',
-                                          "source 'hashicorp/heroku' is not a provider this project has a schema for"),
-    "validations in a cycle": ("variables.tf", '    error_message = "redis_url must start with redis:// or rediss://."\n  }\n',
-                               '    error_message = "redis_url must start with redis:// or rediss://."\n  }\n\n'
-                               '  validation {\n    condition     = var.redis_plan != null || var.redis_url != null\n'
-                               '    error_message = "redis_url is needed."\n  }\n',
-                               "validations refer to each other in a cycle: var.redis_plan -> var.redis_url -> var.redis_plan"),
-    "unknown module variable": ("examples/split/main.tf", "  web_quantity     = 2\n", "  web_qantity      = 2\n",
-                                "module.double_boiler: module '../..' has no variable 'web_qantity'"),
+    "computed attribute set": (
+        "main.tf",
+        "  length  = 50\n",
+        '  length  = 50\n  result  = "fixed"\n',
+        "random_password.django_secret_key: 'result' is computed by the provider",
+    ),
+    "unknown resource type": (
+        "main.tf",
+        'resource "heroku_domain" "custom"',
+        'resource "heroku_domains" "custom"',
+        "'heroku_domains' is not a resource type of the provider",
+    ),
+    "unknown attribute": (
+        "outputs.tf",
+        "value       = heroku_app.this.web_url",
+        "value       = heroku_app.this.web_uri",
+        "heroku_app.this has no attribute 'web_uri'",
+    ),
+    "secret output not sensitive": (
+        "outputs.tf",
+        "  sensitive   = true\n",
+        "",
+        "output.config_vars: its value carries a sensitive value",
+    ),
+    "undeclared variable": (
+        "main.tf",
+        'var.layout == "split" ? 1 : 0',
+        'var.layuot == "split" ? 1 : 0',
+        "refers to var.layuot, which is not declared",
+    ),
+    "provider from the wrong namespace": (
+        "versions.tf",
+        'source  = "heroku/heroku"',
+        'source  = "hashicorp/heroku"',
+        "source 'hashicorp/heroku' is not a provider this project has a schema for",
+    ),
+    "validations in a cycle": (
+        "variables.tf",
+        '    error_message = "redis_url must start with redis:// or rediss://."\n  }\n',
+        '    error_message = "redis_url must start with redis:// or rediss://."\n  }\n\n'
+        "  validation {\n    condition     = var.redis_plan != null || var.redis_url != null\n"
+        '    error_message = "redis_url is needed."\n  }\n',
+        "validations refer to each other in a cycle: var.redis_plan -> var.redis_url -> var.redis_plan",
+    ),
+    "unknown module variable": (
+        "examples/split/main.tf",
+        "  web_quantity     = 2\n",
+        "  web_qantity      = 2\n",
+        "module.double_boiler: module '../..' has no variable 'web_qantity'",
+    ),
 }
 
 
@@ -161,9 +203,18 @@ ACCEPTED = {
     "defaults": {},
     "split with more web dynos": {"layout": "split", "dyno_size": "standard-1x", "web_quantity": 3},
     "split with a bigger worker": {"layout": "split", "dyno_size": "standard-1x", "worker_dyno_size": "performance-m"},
-    "eu, team, custom domains, ACM": {"region": "eu", "team": "acme", "custom_domains": ["www.example.com"], "acm": True},
-    "external Redis and Postgres": {"redis_plan": None, "redis_url": "rediss://:pw@redis.example.com:6380",
-                                    "postgres_plan": None, "database_url": "postgres://u:p@db.example.com/app"},
+    "eu, team, custom domains, ACM": {
+        "region": "eu",
+        "team": "acme",
+        "custom_domains": ["www.example.com"],
+        "acm": True,
+    },
+    "external Redis and Postgres": {
+        "redis_plan": None,
+        "redis_url": "rediss://:pw@redis.example.com:6380",
+        "postgres_plan": None,
+        "database_url": "postgres://u:p@db.example.com/app",
+    },
     "explicit concurrency": {"web_concurrency": 3, "celery_worker_concurrency": 2, "dyno_size": "standard-2x"},
     "extras": {"extra_config_vars": {"SENTRY_ENVIRONMENT": "production"}},
     "source from a release tarball": {"source_url": "https://github.com/example/double-boiler/archive/v1.0.tar.gz"},
@@ -179,32 +230,48 @@ REJECTED = {
     "team with spaces": ({"team": "my team"}, "team must be"),
     "domain with a scheme": ({"custom_domains": ["https://www.example.com"]}, "custom_domains must"),
     "extra var with a bad name": ({"extra_config_vars": {"MY-VAR": "x"}}, "extra_config_vars keys must"),
-    "extra var overriding a managed one": ({"extra_config_vars": {"DJANGO_DEBUG": "true"}}, "extra_config_vars must not set"),
+    "extra var overriding a managed one": (
+        {"extra_config_vars": {"DJANGO_DEBUG": "true"}},
+        "extra_config_vars must not set",
+    ),
     "unknown layout": ({"layout": "both"}, "layout must be"),
     "unknown dyno size": ({"dyno_size": "standard-3x"}, "dyno_size must be one of"),
-    "unknown worker size": ({"layout": "split", "dyno_size": "standard-1x", "worker_dyno_size": "huge"}, "worker_dyno_size must be null"),
-    "mixed dyno tiers": ({"layout": "split", "dyno_size": "basic", "worker_dyno_size": "standard-2x"},
-                         "worker_dyno_size must be in the same tier"),
-    "fractional web quantity": ({"layout": "split", "dyno_size": "standard-1x", "web_quantity": 1.5},
-                                "web_quantity must be a whole number"),
+    "unknown worker size": (
+        {"layout": "split", "dyno_size": "standard-1x", "worker_dyno_size": "huge"},
+        "worker_dyno_size must be null",
+    ),
+    "mixed dyno tiers": (
+        {"layout": "split", "dyno_size": "basic", "worker_dyno_size": "standard-2x"},
+        "worker_dyno_size must be in the same tier",
+    ),
+    "fractional web quantity": (
+        {"layout": "split", "dyno_size": "standard-1x", "web_quantity": 1.5},
+        "web_quantity must be a whole number",
+    ),
     "two packed web dynos": ({"dyno_size": "standard-1x", "web_quantity": 2}, "web_quantity must be 1 while layout"),
     "two basic web dynos": ({"layout": "split", "web_quantity": 2}, "web_quantity above 1 needs"),
     "zero gunicorn workers": ({"web_concurrency": 0}, "web_concurrency must be"),
     "fractional celery workers": ({"celery_worker_concurrency": 2.5}, "celery_worker_concurrency must be"),
     "redis plan typo": ({"redis_plan": "redis:mini"}, "redis_plan must be null or"),
     "no redis at all": ({"redis_plan": None}, "redis_plan is null, so set redis_url"),
-    "redis url that is not redis": ({"redis_plan": None, "redis_url": "https://redis.example.com"},
-                                    "redis_url must start with"),
+    "redis url that is not redis": (
+        {"redis_plan": None, "redis_url": "https://redis.example.com"},
+        "redis_url must start with",
+    ),
     "redis url and add-on": ({"redis_url": "rediss://redis.example.com:6380"}, "redis_plan adds the Key-Value Store"),
     "postgres plan typo": ({"postgres_plan": "postgres:mini"}, "postgres_plan must be null or"),
     "no database at all": ({"postgres_plan": None}, "postgres_plan is null, so set database_url"),
-    "database url that is not postgres": ({"postgres_plan": None, "database_url": "mysql://db.example.com/app"},
-                                          "database_url must start with"),
+    "database url that is not postgres": (
+        {"postgres_plan": None, "database_url": "mysql://db.example.com/app"},
+        "database_url must start with",
+    ),
     "database url and add-on": ({"database_url": "postgres://db.example.com/app"}, "postgres_plan adds the Postgres"),
     "source directory": ({"source_archive": "../"}, "source_archive must be null or"),
     "plain http source": ({"source_url": "http://example.com/app.tar.gz"}, "source_url must start with https://"),
-    "two sources": ({"source_url": "https://example.com/app.tar.gz", "source_archive": "app.tar.gz"},
-                    "source_url and source_archive are alternatives"),
+    "two sources": (
+        {"source_url": "https://example.com/app.tar.gz", "source_archive": "app.tar.gz"},
+        "source_url and source_archive are alternatives",
+    ),
 }
 
 
@@ -225,7 +292,11 @@ def test_every_validation_rule_is_exercised_by_a_rejected_case():
     fired = set()
     for overrides, _ in REJECTED.values():
         fired.update((name, index) for name, index, _ in CONFIG.failed_validations({**APP, **overrides}))
-    rules = {(name, index) for name, block in CONFIG.variables.items() for index, _ in enumerate(block.blocks_of("validation"))}
+    rules = {
+        (name, index)
+        for name, block in CONFIG.variables.items()
+        for index, _ in enumerate(block.blocks_of("validation"))
+    }
     assert rules - fired == set()
 
 
@@ -479,9 +550,26 @@ def test_scheduler_jobs_output_is_derived_from_app_json():
 
 
 SCHEDULES = [
-    "*/10 * * * *", "0 * * * *", "00 * * * *", "50 * * * *", "30 3 * * *", "0 0 * * *", "00 23 * * *",
-    "30 9 * * *", "15 * * * *", "5 * * * *", "60 * * * *", "45 3 * * *", "30 24 * * *", "30 3 * * 1",
-    "30 3 1 * *", "*/5 * * * *", "*/10 3 * * *", "0 */2 * * *", "@daily", "30 3 * *",
+    "*/10 * * * *",
+    "0 * * * *",
+    "00 * * * *",
+    "50 * * * *",
+    "30 3 * * *",
+    "0 0 * * *",
+    "00 23 * * *",
+    "30 9 * * *",
+    "15 * * * *",
+    "5 * * * *",
+    "60 * * * *",
+    "45 3 * * *",
+    "30 24 * * *",
+    "30 3 * * 1",
+    "30 3 1 * *",
+    "*/5 * * * *",
+    "*/10 3 * * *",
+    "0 */2 * * *",
+    "@daily",
+    "30 3 * *",
 ]
 
 
@@ -499,7 +587,10 @@ def test_plan_stops_on_a_schedule_heroku_scheduler_cannot_run():
     )
     good = CONFIG.scope(APP)
     assert good.evaluate(precondition.attributes["condition"]) is True
-    manifest = {**MANIFEST, "cron": [*MANIFEST["cron"], {"command": "python manage.py prune", "schedule": "15 * * * *"}]}
+    manifest = {
+        **MANIFEST,
+        "cron": [*MANIFEST["cron"], {"command": "python manage.py prune", "schedule": "15 * * * *"}],
+    }
     bad = CONFIG.scope(APP, locals_={"manifest": manifest})
     assert bad.evaluate(precondition.attributes["condition"]) is False
     assert '"15 * * * *" (python manage.py prune)' in bad.evaluate(precondition.attributes["error_message"])
@@ -513,7 +604,10 @@ def test_plan_stops_on_a_schedule_heroku_scheduler_cannot_run():
 def _git_archive(output):
     # The command the README documents, run from the repository root.
     subprocess.run(
-        ["git", "archive", "--format=tar.gz", "--output", str(output), "HEAD"], cwd=REPO, check=True, capture_output=True
+        ["git", "archive", "--format=tar.gz", "--output", str(output), "HEAD"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
     )
 
 
@@ -524,7 +618,15 @@ def test_git_archive_ships_what_heroku_builds_and_leaves_the_tooling_out(tmp_pat
     _git_archive(archive)
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
-    needed = {"Procfile", "LocalProcfile", "requirements.txt", ".python-version", "manage.py", "app.json", "app/settings.py"}
+    needed = {
+        "Procfile",
+        "LocalProcfile",
+        "requirements.txt",
+        ".python-version",
+        "manage.py",
+        "app.json",
+        "app/settings.py",
+    }
     assert needed <= names, needed - names
     for tooling in ("terraform", "ansible", "molecule", "tests", ".ci"):
         assert not [name for name in names if name == tooling or name.startswith(tooling + "/")], tooling
@@ -558,9 +660,23 @@ def run_checkov(directory):
         pytest.skip("checkov is not installed: `make checkov` makes .venv-checkov and runs it")
     # --skip-download and BC_SKIP_MAPPING keep checkov off the network (no Prisma Cloud account is used).
     result = subprocess.run(
-        [checkov, "--directory", str(directory), "--framework", "terraform", "secrets", "--skip-download",
-         "--output", "json", "--compact", "--quiet"],
-        capture_output=True, text=True, check=False, env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
+        [
+            checkov,
+            "--directory",
+            str(directory),
+            "--framework",
+            "terraform",
+            "secrets",
+            "--skip-download",
+            "--output",
+            "json",
+            "--compact",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
     )
     reports = json.loads(result.stdout)
     reports = reports if isinstance(reports, list) else [reports]
@@ -593,7 +709,12 @@ needs_terraform = pytest.mark.skipif(
 
 def _terraform(directory, *arguments, stdin=None):
     return subprocess.run(
-        [TERRAFORM_BIN, *arguments], cwd=directory, input=stdin, capture_output=True, text=True, check=False,
+        [TERRAFORM_BIN, *arguments],
+        cwd=directory,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
         # No update check (checkpoint) calls home from a test run.
         env={**os.environ, "TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1"},
     )
@@ -601,8 +722,12 @@ def _terraform(directory, *arguments, stdin=None):
 
 def _init_or_skip(directory):
     init = _terraform(directory, "init", "-backend=false", "-input=false", "-no-color")
-    if init.returncode != 0 and re.search(r"could not connect to|Failed to query available provider packages", init.stderr):
-        pytest.skip(f"terraform init cannot download heroku/heroku and hashicorp/random here (no registry): {directory}")
+    if init.returncode != 0 and re.search(
+        r"could not connect to|Failed to query available provider packages", init.stderr
+    ):
+        pytest.skip(
+            f"terraform init cannot download heroku/heroku and hashicorp/random here (no registry): {directory}"
+        )
     assert init.returncode == 0, init.stdout + init.stderr
 
 
@@ -652,7 +777,8 @@ def providerless(tmp_path_factory):
     dropped, kept = set(), chunks
     while True:
         keep = [
-            chunk for chunk in kept
+            chunk
+            for chunk in kept
             if not schema_check.RESOURCE_REF.search(chunk)
             and not {m.group(1) for m in schema_check.LOCAL_REF.finditer(chunk)} & dropped
         ]

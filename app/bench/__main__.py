@@ -63,8 +63,13 @@ class MemorySampler(threading.Thread):
             except psutil.Error:
                 break
             self.samples.append(
-                {"t": time.monotonic() - STARTED, "phase": self.phase, "pss_mb": memory["pss_mb"],
-                 "rss_mb": memory["rss_mb"], "processes": len(memory["processes"])}
+                {
+                    "t": time.monotonic() - STARTED,
+                    "phase": self.phase,
+                    "pss_mb": memory["pss_mb"],
+                    "rss_mb": memory["rss_mb"],
+                    "processes": len(memory["processes"]),
+                }
             )
             time.sleep(self.interval)
 
@@ -92,14 +97,24 @@ class Bench:
     def wrk(self, server, label, path, connections, duration=None, record=True):
         duration = duration or self.duration
         command = [
-            "wrk", "--threads", "2", "--connections", str(connections), "--duration", f"{duration}s",
-            "--timeout", "10s", "--script", str(self.wrk_script), server.base_url + path,
+            "wrk",
+            "--threads",
+            "2",
+            "--connections",
+            str(connections),
+            "--duration",
+            f"{duration}s",
+            "--timeout",
+            "10s",
+            "--script",
+            str(self.wrk_script),
+            server.base_url + path,
         ]
         output = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60).stdout
         line = next((x for x in output.splitlines() if x.startswith("WRK-JSON ")), None)
         if line is None:
             raise RuntimeError(f"wrk printed no summary:\n{output}")
-        raw = json.loads(line[len("WRK-JSON "):])
+        raw = json.loads(line[len("WRK-JSON ") :])
         seconds = raw["duration_us"] / 1e6
         errors = raw["connect"] + raw["read"] + raw["write"] + raw["status"] + raw["timeout"]
         row = {
@@ -126,7 +141,11 @@ class Bench:
     def load(self, *args, env=None):
         command = [sys.executable, "-m", "app.bench.load", *args]
         completed = subprocess.run(
-            command, cwd=harness.ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, text=True,
+            command,
+            cwd=harness.ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE,
+            text=True,
             timeout=240,
         )
         if completed.returncode != 0:
@@ -136,7 +155,9 @@ class Bench:
     def run(self):
         for tool in ("wrk", "redis-server"):
             if not shutil.which(tool):
-                raise SystemExit(f"{tool} is not installed: `make bench` installs it (Debian: apt-get install wrk redis-server)")
+                raise SystemExit(
+                    f"{tool} is not installed: `make bench` installs it (Debian: apt-get install wrk redis-server)"
+                )
         self.load_at_start = [round(x, 2) for x in os.getloadavg()]
         harness.collectstatic()
         redis = harness.Redis().start()
@@ -175,8 +196,7 @@ class Bench:
             time.sleep(4)
             idle = sampler.samples[-1]
             self.results["memory"]["idle"] = idle
-            say(f"  idle dyno: {idle['pss_mb']:.0f} MB PSS, {idle['rss_mb']:.0f} MB RSS, "
-                f"{idle['processes']} processes")
+            say(f"  idle dyno: {idle['pss_mb']:.0f} MB PSS, {idle['rss_mb']:.0f} MB RSS, {idle['processes']} processes")
             ids = json.loads(http_post(dyno.base_url + "/api/jobs", {"kind": "io", "ms": 0, "count": 20}))
             self.job_path = "/api/jobs?ids=" + ",".join(j["id"] for j in ids["jobs"])
 
@@ -197,8 +217,10 @@ class Bench:
     def http(self, redis, dyno, workers):
         """Each scenario against the three servers back to back, so what is compared is measured seconds
         apart (this machine's other work comes and goes; minutes apart, ratios would drift)."""
-        say(f"HTTP (wrk, 2 threads, {self.duration} s per run, best of {self.repeats}): packed dyno vs bare gunicorn, "
-            f"{workers} workers each")
+        say(
+            f"HTTP (wrk, 2 threads, {self.duration} s per run, best of {self.repeats}): packed dyno vs bare gunicorn, "
+            f"{workers} workers each"
+        )
         servers = [dyno]
         try:
             for worker_class, label in (("gevent", "bare gevent"), ("sync", "bare sync")):
@@ -233,11 +255,25 @@ class Bench:
         sampler.phase = "jobs"
         jobs = 1500 if self.quick else 4000
         self.results["jobs"]["http_batched"] = self.load(
-            "http", "--url", dyno.base_url, "--jobs", str(jobs), "--per-call", "100", "--inflight", "4",
-            "--label", "HTTP, batched",
+            "http",
+            "--url",
+            dyno.base_url,
+            "--jobs",
+            str(jobs),
+            "--per-call",
+            "100",
+            "--inflight",
+            "4",
+            "--label",
+            "HTTP, batched",
         )
         self.results["jobs"]["celery_naive"] = self.load(
-            "celery", "--jobs", str(jobs), "--label", "naive Celery", env={"REDIS_URL": redis.url},
+            "celery",
+            "--jobs",
+            str(jobs),
+            "--label",
+            "naive Celery",
+            env={"REDIS_URL": redis.url},
         )
         for key in ("http_batched", "celery_naive"):
             r = self.results["jobs"][key]
@@ -247,13 +283,28 @@ class Bench:
         say(f"the storm: {storm:,} jobs (io 0 ms), one per ajax call, 100 calls in flight (what the page does)")
         sampler.phase = "storm"
         self.results["jobs"]["storm"] = self.load(
-            "http", "--url", dyno.base_url, "--jobs", str(storm), "--per-call", "1", "--inflight", "100",
-            "--kind", "io", "--ms", "0", "--label", "storm",
+            "http",
+            "--url",
+            dyno.base_url,
+            "--jobs",
+            str(storm),
+            "--per-call",
+            "1",
+            "--inflight",
+            "100",
+            "--kind",
+            "io",
+            "--ms",
+            "0",
+            "--label",
+            "storm",
         )
         r = self.results["jobs"]["storm"]
         peak = sampler.peak("storm")
-        say(f"  storm {r['jobs_per_s']:7,.0f} jobs/s  done {r['done']}/{r['jobs']}  lost {r['lost']}  "
-            f"peak {peak['pss_mb']:.0f} MB PSS")
+        say(
+            f"  storm {r['jobs_per_s']:7,.0f} jobs/s  done {r['done']}/{r['jobs']}  lost {r['lost']}  "
+            f"peak {peak['pss_mb']:.0f} MB PSS"
+        )
 
     def scenarios(self):
         rows = []

@@ -5,6 +5,7 @@ Each gets a free port, its own temp dir (beat keeps its schedule file there, so 
 never share it) and is stopped by its own pid: nothing here signals a process it did not start.
 """
 
+import contextlib
 import os
 import shutil
 import signal
@@ -20,8 +21,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 LEAKY_CONFIG_VARS = (
-    "DYNO", "DATABASE_URL", "REDIS_URL", "DJANGO_ALLOWED_HOSTS", "DJANGO_DEBUG", "DYNO_LAYOUT", "DYNO_RAM",
-    "WEB_CONCURRENCY", "CELERY_WORKER_CONCURRENCY", "GUNICORN_CMD_ARGS",
+    "DYNO",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "DJANGO_ALLOWED_HOSTS",
+    "DJANGO_DEBUG",
+    "DYNO_LAYOUT",
+    "DYNO_RAM",
+    "WEB_CONCURRENCY",
+    "CELERY_WORKER_CONCURRENCY",
+    "GUNICORN_CMD_ARGS",
 )
 
 
@@ -108,7 +117,7 @@ class Service:
         self.base_url = f"http://127.0.0.1:{self.port}"
 
     def start(self, ready_path="/api/health", timeout=60):
-        self.log = open(self.log_path, "w")
+        self.log = open(self.log_path, "w")  # noqa: SIM115 - held open for the service's lifetime, closed in stop()
         self.process = subprocess.Popen(
             self.command, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -137,10 +146,8 @@ class Service:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         # Anything the group left behind goes too (it is ours: the group was made for this service).
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         self.log.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
         return self.process.returncode
@@ -160,12 +167,20 @@ def bare_gunicorn(worker_class, workers, redis_url=None, env=None, log_path=None
     extra = {"REDIS_URL": redis_url} if redis_url else {}
     extra.update(env or {})
     command = [
-        sys.executable, "-m", "gunicorn", "app.wsgi",
-        "--bind", "127.0.0.1:{port}",
-        "--worker-class", worker_class,
-        "--workers", str(workers),
-        "--log-level", "warning",
-        "--limit-request-line", "8190",
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "app.wsgi",
+        "--bind",
+        "127.0.0.1:{port}",
+        "--worker-class",
+        worker_class,
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        "--limit-request-line",
+        "8190",
         *extra_args,
     ]
     service = Service(command, env=extra, log_path=log_path)

@@ -68,13 +68,15 @@ def compute(results):
             "measured": f"{batched['jobs_per_s']:,.0f} vs {naive['jobs_per_s']:,.0f} jobs/s = {e2e_ratio:.2f}x; "
             f"lost {batched['lost'] + naive['lost'] + storm['lost']}, duplicated "
             f"{batched['duplicated_ids'] + naive['duplicated_ids'] + storm['duplicated_ids']}"
-            if batched and naive and storm and e2e_ratio else "not measured",
+            if batched and naive and storm and e2e_ratio
+            else "not measured",
             "status": verdict(e2e_ratio is not None and e2e_ratio >= E2E_RATIO_TARGET and clean),
         },
         {
             "target": f"packed web tier >= {WEB_RATIO_TARGET}x bare gunicorn+gevent (plain page, 200 connections)",
             "measured": f"{plain_packed['req_per_s']:,.0f} vs {plain_bare['req_per_s']:,.0f} req/s = {web_ratio:.2f}x"
-            if web_ratio else "not measured",
+            if web_ratio
+            else "not measured",
             "status": verdict(web_ratio is not None and web_ratio >= WEB_RATIO_TARGET),
         },
         {
@@ -85,7 +87,8 @@ def compute(results):
         {
             "target": f"I/O-bound view (50 ms), 200 connections: gevent >= {IO_RATIO_TARGET}x sync",
             "measured": f"{io_packed['req_per_s']:,.0f} vs {io_sync['req_per_s']:,.0f} req/s = {io_ratio:,.0f}x"
-            if io_ratio else "not measured",
+            if io_ratio
+            else "not measured",
             "status": verdict(io_ratio is not None and io_ratio >= IO_RATIO_TARGET),
         },
         {
@@ -146,7 +149,11 @@ def markdown(results):
         for server in ("packed dyno", "bare gevent", "bare sync"):
             row = _find(http, server, ratio["scenario"], ratio["connections"])
             if row:
-                cells += [f"{row['req_per_s']:,.0f}", f"{row['p50_ms']:,.0f} / {row['p99_ms']:,.0f}", str(row["errors"])]
+                cells += [
+                    f"{row['req_per_s']:,.0f}",
+                    f"{row['p50_ms']:,.0f} / {row['p99_ms']:,.0f}",
+                    str(row["errors"]),
+                ]
             else:
                 cells += ["–", "–", "–"]
         cells.append(f"{ratio['packed_vs_bare_gevent']:.2f}x" if ratio["packed_vs_bare_gevent"] else "–")
@@ -239,7 +246,7 @@ def plot(results, path):
             values.append(jobs[key]["jobs_per_s"])
             colours.append(colour)
     bars = ax.bar(labels, values, color=colours)
-    for bar, value in zip(bars, values):
+    for bar, value in zip(bars, values, strict=True):
         ax.annotate(f"{value:,.0f}", (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom", fontsize=8)
     ax.set_title("Jobs end to end (jobs/s)", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
@@ -256,7 +263,7 @@ def plot(results, path):
         ax.axhline(STORM_PSS_TARGET_MB, color="#e5484d", linewidth=1, linestyle="--", label="storm target")
         ax.axhline(IDLE_PSS_TARGET_MB, color="#3fb96d", linewidth=1, linestyle="--", label="idle target")
         phase_start = {}
-        for t, s in zip(ts, samples):
+        for t, s in zip(ts, samples, strict=True):
             phase_start.setdefault(s["phase"], t)
         for k, (phase, t) in enumerate(phase_start.items()):
             ax.axvline(t, color="#999", linewidth=0.5)

@@ -13,7 +13,7 @@ import contextlib
 import os
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 
 from celery import states
@@ -100,8 +100,7 @@ def enqueue(kind, ms, count, web_worker):
         jobs.append((job_id, kwargs))
     # Records first: a fast worker's STARTED/SUCCESS must never be overwritten by our PENDING.
     store = backend()
-    _store(store, [(store.get_key_for_task(job_id), _record(job_id, kwargs)) for job_id, kwargs in jobs],
-           publish=False)
+    _store(store, [(store.get_key_for_task(job_id), _record(job_id, kwargs)) for job_id, kwargs in jobs], publish=False)
     # What run_job.apply_async() does, minus the result subscription: Celery's Redis backend subscribes every
     # task it sends to a pub/sub channel for a later .get(), and unsubscribes when the AsyncResult is
     # collected - two Redis round trips per job (a third of the enqueue time, per py-spy) for a .get() we
@@ -141,11 +140,11 @@ def run_chunk(jobs, execute, hostname):
     store = backend()
     keys = [store.get_key_for_task(job["id"]) for job in jobs]
     finished = set()
-    for job, raw in zip(jobs, _mget(store, keys)):
+    for job, raw in zip(jobs, _mget(store, keys), strict=True):
         if raw and store.decode_result(raw).get("status") in states.READY_STATES:
             finished.add(job["id"])
     pending_write = []
-    for job, key in zip(jobs, keys):
+    for job, key in zip(jobs, keys, strict=True):
         if job["id"] in finished:
             continue
         kwargs = {k: job[k] for k in ("kind", "ms", "enqueued_at", "web_worker")}
@@ -155,7 +154,7 @@ def run_chunk(jobs, execute, hostname):
         _store(store, pending_write)  # the previous job's outcome and this one's STARTED, one round trip
         pending_write = []
         done = _record(job["id"], kwargs)
-        done.update(worker=hostname, date_done=datetime.now(timezone.utc).isoformat())
+        done.update(worker=hostname, date_done=datetime.now(UTC).isoformat())
         try:
             done.update(status=states.SUCCESS, result=execute(job["kind"], job["ms"]))
         except Exception as problem:  # noqa: BLE001 - recorded as the job's failure, like Celery would
@@ -226,7 +225,7 @@ def fetch(job_ids):
     store = backend()
     keys = [store.get_key_for_task(job_id) for job_id in job_ids]
     found = {}
-    for job_id, raw in zip(job_ids, _mget(store, keys)):
+    for job_id, raw in zip(job_ids, _mget(store, keys), strict=True):
         if raw:
             found[job_id] = describe(job_id, store.decode_result(raw))
     return found

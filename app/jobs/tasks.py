@@ -9,7 +9,6 @@ from celery import shared_task
 from app.jobs import store
 
 
-
 def _burn_cpu(ms):
     """Spin on arithmetic for `ms` milliseconds; returns how many rounds it managed."""
     deadline = time.perf_counter() + ms / 1000

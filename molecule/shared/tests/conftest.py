@@ -38,7 +38,9 @@ def pytest_sessionstart(session):
 def _inventory():
     listing = subprocess.run(
         ["ansible-inventory", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--list"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(listing.stdout)
 
@@ -91,7 +93,9 @@ def hosts(site):
 def address_of(hostname):
     return subprocess.run(
         ["podman", "inspect", "--format", "{{.NetworkSettings.IPAddress}}", hostname],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
 
 
@@ -107,9 +111,7 @@ def config_vars(site, hosts):
     parsed = {}
     for name in site.app_hosts:
         text = hosts[name].check_output(f"cat /etc/{APP}/env")
-        parsed[name] = dict(
-            line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#")
-        )
+        parsed[name] = dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
         parsed[name] = {key: value.strip('"') for key, value in parsed[name].items()}
     return parsed
 
@@ -129,9 +131,26 @@ def pytest_runtest_makereport(item, call):
         return
     for name in names:
         journal = subprocess.run(
-            ["podman", "exec", name, "journalctl", "--no-pager", "--lines", "150", "--output", "short-precise",
-             "--unit", f"{APP}-*", "--unit", "nginx.service", "--unit", "redis-server.service",
-             "--unit", "postgresql@*"],
-            capture_output=True, text=True,
+            [
+                "podman",
+                "exec",
+                name,
+                "journalctl",
+                "--no-pager",
+                "--lines",
+                "150",
+                "--output",
+                "short-precise",
+                "--unit",
+                f"{APP}-*",
+                "--unit",
+                "nginx.service",
+                "--unit",
+                "redis-server.service",
+                "--unit",
+                "postgresql@*",
+            ],
+            capture_output=True,
+            text=True,
         )
         report.sections.append((f"journal of {name}", journal.stdout + journal.stderr))

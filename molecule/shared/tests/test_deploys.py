@@ -8,7 +8,6 @@ import subprocess
 
 import pytest
 import requests
-
 from conftest import APP, REPO, record
 
 ANSIBLE = REPO / "ansible"
@@ -17,7 +16,9 @@ ANSIBLE = REPO / "ansible"
 def _git(repo, *args):
     return subprocess.run(
         ["git", "-C", str(repo), "-c", "user.name=molecule", "-c", "user.email=molecule@localhost", *args],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
 
 
@@ -25,7 +26,10 @@ def _playbook(name, *extra):
     env = dict(os.environ, ANSIBLE_ROLES_PATH=str(ANSIBLE / "roles"))
     return subprocess.run(
         ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(ANSIBLE / name), *extra],
-        capture_output=True, text=True, env=env, timeout=900,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
     )
 
 
@@ -55,8 +59,9 @@ def deploys(tmp_path_factory, site, hosts, config_vars, router_url):
     # 2. A commit whose release phase fails: the deploy stops, the previous release keeps serving.
     procfile = (clone / "Procfile").read_text().splitlines()
     procfile = [
-        'release: python -c "import sys; sys.exit(\'release phase failed on purpose\')"'
-        if line.startswith("release:") else line
+        "release: python -c \"import sys; sys.exit('release phase failed on purpose')\""
+        if line.startswith("release:")
+        else line
         for line in procfile
     ]
     (clone / "Procfile").write_text("\n".join(procfile) + "\n")
@@ -73,7 +78,8 @@ def deploys(tmp_path_factory, site, hosts, config_vars, router_url):
     seen["serving_after_rollback"] = requests.get(f"{router_url}/api/health", timeout=30).status_code
     seen["key_after"] = {
         name: dict(
-            line.split("=", 1) for line in hosts[name].check_output(f"cat /etc/{APP}/env").splitlines()
+            line.split("=", 1)
+            for line in hosts[name].check_output(f"cat /etc/{APP}/env").splitlines()
             if line and not line.startswith("#")
         )["DJANGO_SECRET_KEY"].strip('"')
         for name in site.app_hosts

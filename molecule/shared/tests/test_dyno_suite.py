@@ -4,8 +4,8 @@ import concurrent.futures
 import time
 
 import pytest
-
 from conftest import APP, record
+
 from tests import dyno_suite
 
 
@@ -37,9 +37,7 @@ class SystemdDyno:
         began = time.monotonic()
         self._each_unit(lambda host, unit: host.check_output("systemctl stop %s", unit))
         took = time.monotonic() - began
-        statuses = self._each_unit(
-            lambda host, unit: host.service(unit).systemd_properties.get("ExecMainStatus")
-        )
+        statuses = self._each_unit(lambda host, unit: host.service(unit).systemd_properties.get("ExecMainStatus"))
         return took, max((int(s) for s in statuses if s), default=None)
 
     def _process(self, name):

@@ -1,7 +1,6 @@
 """The host as the base and app roles leave it: the unprivileged user, the release layout, the config vars."""
 
 import pytest
-
 from conftest import APP
 
 

@@ -4,8 +4,8 @@ import json
 import uuid
 
 import requests
-
 from conftest import APP, REPO, record
+
 from tests import dyno_suite
 
 
@@ -44,9 +44,7 @@ def test_scheduled_job_fired_by_hand_does_its_work(site, hosts):
     data, beat = hosts[site.data_host], hosts[site.beat_host]
     key = uuid.uuid4().hex
     sql = "runuser -u postgres -- psql -d double_boiler -tAc %s"
-    data.check_output(
-        sql, f"INSERT INTO django_session VALUES ('{key}', 'x', now() - interval '1 day')"
-    )
+    data.check_output(sql, f"INSERT INTO django_session VALUES ('{key}', 'x', now() - interval '1 day')")
     assert data.check_output(sql, f"SELECT count(*) FROM django_session WHERE session_key = '{key}'") == "1"
     started = beat.run(f"systemctl start {APP}-job-{index}.service")
     assert started.rc == 0, started.stderr

@@ -5,7 +5,6 @@ import re
 import subprocess
 
 import pytest
-
 from conftest import REPO
 
 
@@ -16,9 +15,18 @@ from conftest import REPO
 def test_bad_variable_fails_before_any_change_naming_it(variable, value):
     env = dict(os.environ, ANSIBLE_ROLES_PATH=str(REPO / "ansible" / "roles"))
     run = subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(REPO / "ansible" / "site.yml"),
-         "-e", f"{variable}={value}"],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            "ansible-playbook",
+            "-i",
+            os.environ["MOLECULE_INVENTORY_FILE"],
+            str(REPO / "ansible" / "site.yml"),
+            "-e",
+            f"{variable}={value}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     output = run.stdout + run.stderr
     assert run.returncode != 0, output[-3000:]

@@ -5,8 +5,8 @@ import time
 
 import pytest
 import requests
-
 from conftest import APP, record
+
 from tests import dyno_suite
 
 
@@ -40,7 +40,7 @@ def test_router_logs_heroku_style_lines_to_the_journal(site, hosts, router_url):
     time.sleep(1)
     journal = hosts[site.group("web")[0]].check_output("journalctl --no-pager -t router -n 50")
     line = next(line for line in journal.splitlines() if mine in line)
-    assert "at=info method=GET path=\"/api/health\"" in line and "status=200" in line, line
+    assert 'at=info method=GET path="/api/health"' in line and "status=200" in line, line
 
 
 def _web_processes(host):

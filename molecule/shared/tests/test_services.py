@@ -1,7 +1,6 @@
 """Units running and enabled, ports listening where the layout puts them."""
 
 import pytest
-
 from conftest import APP
 
 
