@@ -9,14 +9,16 @@ CHECKOV_VENV := .venv-checkov
 BIN := $(CURDIR)/$(VENV)/bin
 PORT ?= 5000
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+# apt waits for another apt (a second checkout's make, unattended-upgrades) instead of failing on its lock.
+APT_GET := $(SUDO) apt-get -o DPkg::Lock::Timeout=600
 # Debian packages the tests drive for real (the Molecule host's podman and debootstrap come from its own script).
 TEST_PACKAGES := redis-server postgresql openssl git chromium
 
 .PHONY: run test lint test-app test-vps system-packages checkov terraform-source bench
 
 $(VENV)/.run-deps: requirements.txt
-	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { $(SUDO) apt-get update -qq && \
-	  $(SUDO) apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { $(APT_GET) update -qq && \
+	  $(APT_GET) install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
 	@touch $@
 
@@ -28,15 +30,15 @@ system-packages:
 	@missing=$$(for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing Debian packages:" $$missing; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	  $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends $$missing; \
 	fi
 	@# The tests start their own Redis and PostgreSQL on free ports; Debian's services are not needed.
 	@for service in redis-server postgresql; do \
 	  if command -v systemctl >/dev/null && systemctl is-active -q $$service 2>/dev/null; then \
 	    $(SUDO) systemctl disable --now $$service >/dev/null 2>&1 || true; fi; done
 
-# The command of a Procfile process type, read from the Procfile (never restated here).
-procfile = $$(sed -n 's/^$(1):[[:space:]]*//p' Procfile)
+# The command of a Procfile process type, read by the project's one Procfile reader (never restated here).
+procfile = $$(python -m app.procfile Procfile $(1))
 
 # Heroku's sequence, locally: the build (collectstatic), the release phase, then the `web` process type.
 run: $(VENV)/.run-deps
@@ -62,8 +64,8 @@ test-app: system-packages $(VENV)/.dev-deps $(CHECKOV_VENV)/.deps
 BENCH_PACKAGES := wrk redis-server
 bench: $(VENV)/.dev-deps
 	@missing=$$(for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && \
-	  $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; fi
+	if [ -n "$$missing" ]; then $(APT_GET) update -qq && \
+	  $(APT_GET) install -y -qq --no-install-recommends $$missing; fi
 	cd $(CURDIR) && PATH=$(BIN):$$PATH python -m app.bench
 
 # The Ansible roles on real systemd hosts (rootful Podman). A laptop without root skips with the reason;

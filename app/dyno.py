@@ -19,20 +19,19 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from honcho.environ import parse_procfile
 from honcho.manager import Manager
 from honcho.printer import Printer
 
+from app.procfile import LOCAL_PROCFILE, read_procfile
+
 # Heroku SIGKILLs 30 s after SIGTERM; leave two seconds to kill stragglers and exit on our own terms.
 STOP_WINDOW_SECONDS = 28.0
-LOCAL_PROCFILE = Path(__file__).resolve().parent.parent / "LocalProcfile"
 
 
-def select_processes(procfile, process_type, layout):
+def select_processes(processes, process_type, layout):
     """The LocalProcfile entries one dyno of `process_type` runs, in file order."""
-    names = list(procfile.processes)
+    names = list(processes)
     if "web" not in names:
         raise SystemExit(f"{LOCAL_PROCFILE.name} must have a `web` process (it binds $PORT)")
     if process_type == "web":
@@ -46,7 +45,7 @@ def select_processes(procfile, process_type, layout):
         chosen = [name for name in names if name != "web"]
     else:
         raise SystemExit(f"unknown process type {process_type!r}: use web or worker")
-    return {name: procfile.processes[name] for name in chosen}
+    return {name: processes[name] for name in chosen}
 
 
 def configured_layout():
@@ -141,8 +140,7 @@ def main(argv=None):
     parser.add_argument("process_type", choices=["web", "worker"], help="the Procfile process type to run")
     args = parser.parse_args(argv)
 
-    procfile = parse_procfile(LOCAL_PROCFILE.read_text())
-    chosen = select_processes(procfile, args.process_type, configured_layout())
+    chosen = select_processes(read_procfile(LOCAL_PROCFILE), args.process_type, configured_layout())
 
     manager = DynoManager(printer=Printer(sys.stdout))
     for name, command in chosen.items():

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psutil
 
+from app.procfile import process_command
 from tests import dyno_suite
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,15 +26,6 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def procfile_command(process_type, procfile=REPO / "Procfile"):
-    """The command of one process type, read from the Procfile (never restated in tests)."""
-    for line in procfile.read_text().splitlines():
-        name, _, command = line.partition(":")
-        if name.strip() == process_type:
-            return command.strip()
-    raise KeyError(f"no {process_type} in {procfile}")
 
 
 class RedisServer:
@@ -234,7 +226,7 @@ class LocalDyno:
     def run_one_off(self, process_type):
         """A one-off dyno (like the release phase): runs to completion, returns the CompletedProcess."""
         return subprocess.run(
-            ["bash", "-c", procfile_command(process_type, self.slug / "Procfile")],
+            ["bash", "-c", process_command(process_type, self.slug / "Procfile")],
             cwd=self.slug,
             env=self.environment(),
             capture_output=True,
@@ -246,7 +238,7 @@ class LocalDyno:
         """Start the dyno's process type in the background, as the leader of a new session."""
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                ["bash", "-c", procfile_command(self.process_type, self.slug / "Procfile")],
+                ["bash", "-c", process_command(self.process_type, self.slug / "Procfile")],
                 cwd=self.slug,
                 env=self.environment(),
                 stdout=log,

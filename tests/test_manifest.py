@@ -11,6 +11,7 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.utils import timezone
 
+from app.procfile import read_procfile
 from tests.local_dyno import REPO, dyno_environment
 
 MANIFEST = json.loads((REPO / "app.json").read_text())
@@ -19,12 +20,7 @@ PLATFORM_VARS = {"PORT", "DYNO", "DYNO_RAM", "DATABASE_URL", "REDIS_URL"}
 
 
 def procfile(name):
-    entries = {}
-    for line in (REPO / name).read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            process_type, _, command = line.partition(":")
-            entries[process_type.strip()] = command.strip()
-    return entries
+    return read_procfile(REPO / name)
 
 
 def config_vars_read_by_settings():
@@ -125,3 +121,14 @@ def test_vps_env_file_sets_only_config_vars_the_manifest_declares():
     named = set(re.findall(r"'([A-Z][A-Z0-9_]+)':", template))
     assert "DJANGO_SECRET_KEY" in named
     assert named - set(MANIFEST["env"]) - PLATFORM_VARS == set()
+
+
+def test_procfile_cli_prints_a_process_type_command_and_names_a_missing_one():
+    """The Makefile reads Procfile commands through this CLI: the one Procfile reader."""
+    cli = [sys.executable, "-m", "app.procfile"]
+    shown = subprocess.run([*cli, "Procfile", "release"], cwd=REPO, capture_output=True, text=True)
+    assert shown.returncode == 0 and shown.stdout.strip() == procfile("Procfile")["release"]
+    listed = subprocess.run([*cli, "LocalProcfile"], cwd=REPO, capture_output=True, text=True)
+    assert listed.stdout.split() == list(procfile("LocalProcfile"))
+    missing = subprocess.run([*cli, "Procfile", "clock"], cwd=REPO, capture_output=True, text=True)
+    assert missing.returncode != 0 and "Procfile has no process type 'clock'" in missing.stderr
