@@ -148,6 +148,10 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # A database that does not answer fails a request in seconds (the API's 503, /api/health names it)
+    # instead of holding it for the kernel's TCP timeout.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 3)
 if PRODUCTION and DATABASES["default"]["ENGINE"].endswith("sqlite3") and "DATABASE_URL" not in os.environ:
     raise ImproperlyConfigured("DATABASE_URL is not set: attach a Postgres add-on or set it as a config var.")
 
@@ -178,7 +182,29 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "INFO"},
+    "filters": {
+        "no_503": {"()": "django.utils.log.CallbackFilter", "callback": lambda record: _not_a_503(record)},
+        "no_traceback": {"()": "django.utils.log.CallbackFilter", "callback": lambda record: _strip_traceback(record)},
+    },
+    "loggers": {
+        # The API's 503s are logged by app.jobs, once per outage and then rate-limited; Django's line per
+        # response would flood the log while Redis is down.
+        "django.request": {"filters": ["no_503"]},
+        # A bad Host header is one line, not a traceback per request (scanners send them all day).
+        "django.security.DisallowedHost": {"filters": ["no_traceback"]},
+    },
 }
+
+
+def _not_a_503(record):
+    return getattr(record, "status_code", None) != 503
+
+
+def _strip_traceback(record):
+    record.exc_info = None
+    record.exc_text = None
+    return True
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Concurrency, sized for the dyno's memory (rules and numbers in app/concurrency.py)
@@ -195,6 +221,8 @@ PORT = env_int("PORT") or 5000
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html
 # ---------------------------------------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "").strip()
+# Seconds to connect to Redis and for each reply (the web side's own pool in app/jobs/store.py too).
+REDIS_SOCKET_TIMEOUT = 2
 if PRODUCTION and not REDIS_URL:
     raise ImproperlyConfigured("REDIS_URL is not set: attach a Key-Value Store (Redis) add-on or set it.")
 
@@ -207,9 +235,25 @@ if REDIS_URL:
         CELERY_BROKER_USE_SSL = {"ssl_cert_reqs": ssl.CERT_NONE}
         CELERY_REDIS_BACKEND_USE_SSL = {"ssl_cert_reqs": ssl.CERT_NONE}
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        # A task a dead worker held comes back after this long; jobs are short (time limits below).
-        "visibility_timeout": 300,
+        # After a crash (SIGKILL of the dyno, a lost host) the messages its worker held come back to the
+        # queue once they have been out this long. A message is out only while its jobs run (prefetch 1 per
+        # pool slot, below), and no message outlives 10 s of work (the API caps a job at 10 s, a chunk at
+        # 1 s: app/jobs/store.py), so 45 s never hands a live worker's message to another. run_chunk skips
+        # jobs already recorded done, so a redelivered message completes each job once; kombu looks for
+        # overdue messages at the worker's start and every 5 s: a crashed dyno's jobs are all done within
+        # about a minute of the restart.
+        "visibility_timeout": 45,
+        "unacked_restore_interval": 5,
+        "unacked_restore_throttle": 1,
+        "unacked_mutex_expire": 30,
+        # A stalled Redis (a failover, a full network buffer) fails a call in seconds instead of holding it:
+        # the API answers 503 naming the broker and the worker reconnects. Above kombu's 1 s BRPOP wait.
+        "socket_timeout": 3,
+        "socket_connect_timeout": REDIS_SOCKET_TIMEOUT,
     }
+    CELERY_REDIS_SOCKET_TIMEOUT = REDIS_SOCKET_TIMEOUT
+    CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = REDIS_SOCKET_TIMEOUT
+    CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_SOCKET_TIMEOUT
 else:
     # Embedded default: a folder-based broker and file results, no server to install. One machine only.
     _broker_dir = LOCAL_DATA_DIR / "broker"
@@ -224,6 +268,9 @@ else:
     for _folder in (_broker_dir, LOCAL_DATA_DIR / "broker-control", LOCAL_DATA_DIR / "results"):
         _folder.mkdir(parents=True, exist_ok=True)
 
+# A publish that fails answers the API's 503 at once; the client retries (Celery's default retries would
+# hold the request through three more connection timeouts).
+CELERY_TASK_PUBLISH_RETRY = False
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

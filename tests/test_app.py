@@ -231,6 +231,50 @@ def test_bad_job_spec_is_a_400_naming_the_problem(client, body, message):
     assert message in response.json()["error"]
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000,  # deeper than the JSON parser's stack
+        b'{"ms": ' + b"7" * 5000 + b"}",  # past Python's 4300-digit int conversion limit
+        b"\xff\xfe",  # not UTF-8
+    ],
+    ids=["deep-nesting", "5000-digit-int", "not-utf8"],
+)
+def test_hostile_json_is_a_400_not_a_500(client, body):
+    response = post_jobs(client, body)
+    assert response.status_code == 400
+    assert "must be JSON" in response.json()["error"]
+
+
+def test_empty_body_enqueues_one_default_job(client):
+    response = post_jobs(client, b"")
+    assert response.status_code == 202
+    (job,) = response.json()["jobs"]
+    assert (job["kind"], job["ms"]) == ("io", 100)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("put", "jobs/{id}"), ("post", "jobs/{id}"), ("delete", "jobs/{id}"), ("post", "health"), ("put", "wait")],
+)
+def test_wrong_method_with_csrf_checks_on_is_a_405_json_not_a_csrf_page(method, path):
+    # Django's test client skips CSRF unless asked: a real browser or curl gets Django's checks.
+    strict = Client(enforce_csrf_checks=True)
+    response = getattr(strict, method)("/api/" + path.format(id=uuid.uuid4()))
+    assert response.status_code == 405
+    assert response["Content-Type"] == "application/json"
+    assert "is not allowed here" in response.json()["error"]
+
+
+def test_bad_host_header_is_a_400_json_logged_once_without_traceback(client, caplog):
+    response = client.get("/api/health", HTTP_HOST="evil.example")
+    assert response.status_code == 400
+    assert "evil.example" in response.json()["error"]
+    lines = [r for r in caplog.records if r.name == "django.security.DisallowedHost"]
+    assert len(lines) == 1
+    assert lines[0].exc_info is None and not lines[0].exc_text
+
+
 def test_oversized_body_is_a_400_not_a_500(client):
     response = post_jobs(client, b'{"kind": "' + b"x" * (3 * 2**20) + b'"}')
     assert response.status_code == 400
@@ -242,7 +286,7 @@ def test_oversized_body_is_a_400_not_a_500(client):
     [
         ({}, "ids is required"),
         ({"ids": "not-a-uuid"}, "is not a job id"),
-        ({"ids": ",".join(str(uuid.uuid4()) for _ in range(501))}, "at most 500 ids per request, not 501"),
+        ({"ids": ",".join(str(uuid.uuid4()) for _ in range(201))}, "at most 200 ids per request, not 201"),
     ],
 )
 def test_bad_status_query_is_a_400_naming_the_problem(client, query, message):
@@ -281,4 +325,22 @@ def test_wait_view_validates_its_duration(client, ms, status):
 def test_health_reports_the_dyno(client):
     body = client.get("/api/health").json()
     assert body["status"] == "ok"
+    assert body["down"] == {}
     assert body["layout"] == "packed"
+
+
+def test_outage_log_is_one_line_then_rate_limited_with_a_count(caplog, monkeypatch):
+    from app.jobs import views
+
+    clock = [100.0]
+    monkeypatch.setattr(views.time, "monotonic", lambda: clock[0])
+    outages = views.OutageLog(every=10.0)
+    for _ in range(50):
+        outages.report("redis", ConnectionError("Connection refused"))
+    clock[0] += 10.5
+    outages.report("redis", ConnectionError("Connection refused"))
+    lines = [r.getMessage() for r in caplog.records if r.name == "app.jobs"]
+    assert lines == [
+        "redis unavailable, answering 503: ConnectionError: Connection refused",
+        "redis unavailable, answering 503: ConnectionError: Connection refused (49 more 503s since the last line)",
+    ]

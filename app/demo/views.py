@@ -7,11 +7,10 @@ from django.shortcuts import render
 
 from app.demo.memory import cached_tree_memory
 from app.jobs import store
-from app.jobs.views import MAX_BATCH, MAX_JOB_MS, WEB_WORKER, allow
+from app.jobs.views import MAX_BATCH, MAX_IDS, MAX_JOB_MS, WEB_WORKER, allow
 
-# Status reads go as GET /api/jobs?ids=...: Heroku's router (and gunicorn's limit_request_line) caps a
-# request line at 8 KB, which holds about 210 ids, so the page reads 200 at a time.
-POLL_BATCH = 200
+# Status reads go as GET /api/jobs?ids=...: the page reads as many as one read allows.
+POLL_BATCH = MAX_IDS
 STORM_MAX = 10_000
 
 

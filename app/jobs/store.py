@@ -16,9 +16,18 @@ import uuid
 from datetime import UTC, datetime
 from functools import lru_cache
 
+import kombu.exceptions
+import redis.exceptions
 from celery import states
+from django.conf import settings
 
 from app.celery import app as celery_app
+
+# What a failing broker or result store raises on the web side: Redis refused, reset or stalled past its
+# socket timeout, the pool's wait for a free connection, kombu's publish errors; the embedded store's
+# folder errors. The API answers these with a JSON 503 naming BROKER_NAME.
+BROKER_ERRORS = (redis.exceptions.RedisError, kombu.exceptions.OperationalError, OSError)
+BROKER_NAME = "redis" if settings.REDIS_URL else "embedded broker"
 
 # Celery states, as the API names them.
 STATE_NAMES = {
@@ -44,6 +53,9 @@ def backend():
 # blocking pool per process instead: a greenlet (or pool thread) waits its turn for a connection, MGETs take
 # well under a millisecond, and the dyno stays inside the Redis plan's connection limit (20 on Heroku's mini).
 REDIS_POOL_SIZE = 8
+# A stalled Redis must not hold a request: a greenlet waits at most this long for a pooled connection and
+# then for each reply (settings.REDIS_SOCKET_TIMEOUT), so a request answers - 503 - within about 4 s.
+REDIS_POOL_WAIT = 2
 
 
 @lru_cache(maxsize=1)
@@ -55,7 +67,8 @@ def redis_client():
     import redis
 
     params = {k: v for k, v in store.connparams.items() if k != "max_connections"}
-    pool = redis.BlockingConnectionPool(max_connections=REDIS_POOL_SIZE, timeout=20, **params)
+    params.update(socket_timeout=settings.REDIS_SOCKET_TIMEOUT, socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT)
+    pool = redis.BlockingConnectionPool(max_connections=REDIS_POOL_SIZE, timeout=REDIS_POOL_WAIT, **params)
     return redis.Redis(connection_pool=pool)
 
 
@@ -105,17 +118,15 @@ def enqueue(kind, ms, count, web_worker):
     # task it sends to a pub/sub channel for a later .get(), and unsubscribes when the AsyncResult is
     # collected - two Redis round trips per job (a third of the enqueue time, per py-spy) for a .get() we
     # never call: the API reads status with MGET.
+    # Every job travels in a run_jobs message, a single one too: run_chunk's skip of finished jobs is what
+    # makes a redelivered message (after a crash, see the visibility timeout in settings) complete each job
+    # once.
     amqp = celery_app.amqp
     with celery_app.producer_or_acquire() as producer, _batched(producer):
         for chunk in chunks(jobs, ms):
-            if len(chunk) == 1:
-                job_id, kwargs = chunk[0]
-                message = amqp.create_task_message(job_id, RUN_JOB_TASK, (), kwargs)
-                amqp.send_task_message(producer, RUN_JOB_TASK, message)
-            else:
-                batch = [{"id": job_id, **kwargs} for job_id, kwargs in chunk]
-                message = amqp.create_task_message(str(uuid.uuid4()), RUN_JOBS_TASK, (), {"jobs": batch})
-                amqp.send_task_message(producer, RUN_JOBS_TASK, message)
+            batch = [{"id": job_id, **kwargs} for job_id, kwargs in chunk]
+            message = amqp.create_task_message(str(uuid.uuid4()), RUN_JOBS_TASK, (), {"jobs": batch})
+            amqp.send_task_message(producer, RUN_JOBS_TASK, message)
     return [job_id for job_id, _ in jobs]
 
 
@@ -144,6 +155,7 @@ def run_chunk(jobs, execute, hostname):
         if raw and store.decode_result(raw).get("status") in states.READY_STATES:
             finished.add(job["id"])
     pending_write = []
+    completed = []
     for job, key in zip(jobs, keys, strict=True):
         if job["id"] in finished:
             continue
@@ -151,8 +163,9 @@ def run_chunk(jobs, execute, hostname):
         started = _record(job["id"], kwargs)
         started.update(status=states.STARTED, result={"pid": os.getpid(), "hostname": hostname}, worker=hostname)
         pending_write.append((key, started))
-        _store(store, pending_write)  # the previous job's outcome and this one's STARTED, one round trip
-        pending_write = []
+        # the previous job's outcome and this one's STARTED, one round trip
+        _store(store, pending_write, completed=completed)
+        pending_write, completed = [], []
         done = _record(job["id"], kwargs)
         done.update(worker=hostname, date_done=datetime.now(UTC).isoformat())
         try:
@@ -163,18 +176,28 @@ def run_chunk(jobs, execute, hostname):
                 result={"exc_type": type(problem).__name__, "exc_message": str(problem), "exc_module": None},
             )
         pending_write.append((key, done))
-    _store(store, pending_write)
+        completed.append(completions_key(store, job["id"]))
+    _store(store, pending_write, completed=completed)
 
 
-def _store(store, pairs, publish=True):
-    """Write job records (key, meta): on Redis in one pipelined round trip, publishing each like Celery does
-    so AsyncResult.get() sees it (queued records have no one waiting, so they skip that)."""
+def completions_key(store, job_id):
+    """How many times a worker ran the job to completion: 1, or 0 until it is done. Counted apart from the
+    record (INCR, atomic), so two runs could never both count as the first."""
+    return store.get_key_for_task(job_id) + b"-completions"
+
+
+def _store(store, pairs, publish=True, completed=()):
+    """Write job records (key, meta), and count the completions in `completed`: on Redis in one pipelined
+    round trip, publishing each record like Celery does so AsyncResult.get() sees it (queued records have no
+    one waiting, so they skip that)."""
     if not pairs:
         return
     client = redis_client()
     if client is None:
         for key, meta in pairs:
             store.set(key, store.encode(meta))
+        for key in completed:  # the embedded store: one machine, one worker process
+            store.set(key, str(int(store.get(key) or 0) + 1))
         return
     with client.pipeline(transaction=False) as pipe:
         for key, meta in pairs:
@@ -182,10 +205,13 @@ def _store(store, pairs, publish=True):
             pipe.set(key, value, ex=store.expires or None)
             if publish:
                 pipe.publish(key, value)
+        for key in completed:
+            pipe.incr(key)
+            pipe.expire(key, store.expires or 24 * 3600)
         pipe.execute()
 
 
-def describe(job_id, meta):
+def describe(job_id, meta, completions=0):
     """The API's view of one job record."""
     kwargs = meta.get("kwargs") or {}
     status = meta.get("status", states.PENDING)
@@ -202,6 +228,7 @@ def describe(job_id, meta):
         "finished_at": None,
         "result": None,
         "error": None,
+        "completions": completions,
     }
     if status == states.STARTED and isinstance(result, dict):
         # Celery's own STARTED meta: {"pid": ..., "hostname": ...}
@@ -224,10 +251,11 @@ def fetch(job_ids):
     """Records for `job_ids`: {id: job} for the known ones; unknown ids are simply absent."""
     store = backend()
     keys = [store.get_key_for_task(job_id) for job_id in job_ids]
+    values = _mget(store, keys + [completions_key(store, job_id) for job_id in job_ids])
     found = {}
-    for job_id, raw in zip(job_ids, _mget(store, keys), strict=True):
+    for job_id, raw, completions in zip(job_ids, values[: len(keys)], values[len(keys) :], strict=True):
         if raw:
-            found[job_id] = describe(job_id, store.decode_result(raw))
+            found[job_id] = describe(job_id, store.decode_result(raw), int(completions or 0))
     return found
 
 
@@ -235,11 +263,13 @@ HEARTBEAT_KEY = b"double-boiler-beat-heartbeat"
 
 
 def record_heartbeat(when):
-    backend().set(HEARTBEAT_KEY, str(when))
+    client = redis_client()
+    (client or backend()).set(HEARTBEAT_KEY, str(when))
 
 
 def last_heartbeat():
-    raw = backend().get(HEARTBEAT_KEY)
+    client = redis_client()
+    raw = (client or backend()).get(HEARTBEAT_KEY)
     if not raw:
         return None
     return float(raw.decode() if isinstance(raw, bytes) else raw)

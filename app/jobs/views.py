@@ -1,6 +1,8 @@
-"""The job API: enqueue jobs, read their state and results. Every error is a JSON 4xx naming the problem."""
+"""The job API: enqueue jobs, read their state and results. Every answer is JSON: a 4xx names the problem,
+a 503 names the dependency that is down (Redis or the database), and nothing a client sends makes a 500."""
 
 import json
+import logging
 import os
 import time
 import uuid
@@ -8,6 +10,7 @@ from functools import wraps
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -15,21 +18,67 @@ from app.jobs import store
 
 JOB_KINDS = ("cpu", "io")
 MAX_JOB_MS = 10_000  # keeps every job well inside the 30 s shutdown window
-MAX_BATCH = 500  # jobs per request, and ids per status read
+MAX_BATCH = 500  # jobs per POST
+# Ids per status read. The ids travel in the request line, which gunicorn (and Heroku's router) cap at
+# 8190 bytes: 200 ids take 7.8 KB even with every comma percent-encoded, so 200 is the limit that holds
+# through every hop. Past gunicorn's cap the worker itself answers a JSON 414 (app/gunicorn.conf.py).
+MAX_IDS = 200
+DEFAULT_WAIT_MS = 50
 MAX_WAIT_MS = 60_000  # long enough to outlast the router's 30 s (the VPS router test needs that)
 WEB_WORKER = f"gunicorn pid {os.getpid()}"
+# A body arrives with Content-Length or chunked (Heroku's router passes chunked bodies on); either way at
+# most Django's DATA_UPLOAD_MAX_MEMORY_SIZE is read.
+MAX_BODY_BYTES = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+log = logging.getLogger("app.jobs")
 
 
 class BadRequest(Exception):
     pass
 
 
-def error(status, message):
-    return JsonResponse({"error": message}, status=status)
+def error(status, message, **extra):
+    return JsonResponse({"error": message, **extra}, status=status)
 
 
-def allow(*methods):
-    """Like Django's require_http_methods, but the 405 is JSON like every other API error."""
+class OutageLog:
+    """One log line per dependency outage and then at most one every `every` seconds while it lasts, with the
+    number of requests answered 503 since the last line: a refused Redis under load must not flood the log
+    with a traceback per request."""
+
+    def __init__(self, every=10.0):
+        self.every = every
+        self.last = {}
+        self.suppressed = {}
+
+    def report(self, dependency, problem):
+        now = time.monotonic()
+        if now - self.last.get(dependency, -self.every) < self.every:
+            self.suppressed[dependency] = self.suppressed.get(dependency, 0) + 1
+            return
+        since = self.suppressed.pop(dependency, 0)
+        self.last[dependency] = now
+        more = f" ({since} more 503s since the last line)" if since else ""
+        log.warning("%s unavailable, answering 503: %s%s", dependency, _one_line(problem), more)
+
+
+outages = OutageLog()
+
+
+def _one_line(problem):
+    return f"{type(problem).__name__}: {problem}".splitlines()[0][:300]
+
+
+def unavailable(dependency, problem):
+    outages.report(dependency, problem)
+    response = error(503, f"{dependency} is unavailable; try again shortly", unavailable=dependency)
+    response["Retry-After"] = "5"
+    return response
+
+
+def api(*methods):
+    """Every API view: no CSRF (a JSON API without cookie auth), a JSON 405 for any other method (like
+    Django's require_http_methods, but JSON), and a JSON 503 naming the broker when Redis fails."""
 
     def decorate(view):
         @wraps(view)
@@ -38,15 +87,27 @@ def allow(*methods):
                 response = error(405, f"{request.method} is not allowed here; use {' or '.join(methods)}")
                 response["Allow"] = ", ".join(methods)
                 return response
-            return view(request, *args, **kwargs)
+            try:
+                return view(request, *args, **kwargs)
+            except store.BROKER_ERRORS as problem:
+                return unavailable(store.BROKER_NAME, problem)
 
-        return checked
+        return csrf_exempt(checked)
 
     return decorate
 
 
+allow = api  # the demo's views use the same rules
+
+
 def not_found(request, exception=None):
     return error(404, f"no such page: {request.path}")
+
+
+def bad_request(request, exception=None):
+    # Django's own 400s: a Host header outside DJANGO_ALLOWED_HOSTS (logged once, without a traceback, by
+    # the settings' LOGGING), an undecodable query.
+    return error(400, f"bad request: {exception}" if exception else "bad request")
 
 
 def server_error(request):
@@ -63,12 +124,27 @@ def _whole_number(payload, name, default, low, high):
     return value
 
 
+def _body(request):
+    """The request body, Content-Length or chunked. Django reads only Content-Length bodies (a chunked one
+    looks empty to it), so a chunked body is read from the server's input stream, which de-chunks it."""
+    if request.META.get("CONTENT_LENGTH") or "chunked" not in request.META.get("HTTP_TRANSFER_ENCODING", ""):
+        try:
+            return request.body
+        except RequestDataTooBig:
+            raise BadRequest("request body is too large") from None
+    raw = request.META["wsgi.input"].read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise BadRequest("request body is too large")
+    return raw
+
+
 def _job_spec(request):
+    body = _body(request)
     try:
-        payload = json.loads(request.body or b"{}")
-    except RequestDataTooBig:
-        raise BadRequest("request body is too large") from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        payload = json.loads(body) if body.strip() else {}
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # ValueError: not JSON, or an integer past Python's 4300-digit conversion limit; RecursionError:
+        # nesting deeper than the parser's stack.
         raise BadRequest("request body must be JSON") from None
     if not isinstance(payload, dict):
         raise BadRequest('request body must be a JSON object like {"kind": "io", "ms": 100, "count": 1}')
@@ -87,11 +163,10 @@ def _parse_id(raw):
     try:
         return str(uuid.UUID(raw))
     except (ValueError, AttributeError):
-        raise BadRequest(f"{raw!r} is not a job id (a UUID)") from None
+        raise BadRequest(f"{raw[:100]!r} is not a job id (a UUID)") from None
 
 
-@csrf_exempt  # a JSON API without cookies-based auth: CSRF does not apply
-@allow("GET", "POST")
+@api("GET", "POST")
 def jobs(request):
     try:
         if request.method == "POST":
@@ -102,8 +177,8 @@ def jobs(request):
         raw_ids = [i for i in request.GET.get("ids", "").split(",") if i]
         if not raw_ids:
             raise BadRequest("ids is required: /api/jobs?ids=<id>,<id>,...")
-        if len(raw_ids) > MAX_BATCH:
-            raise BadRequest(f"at most {MAX_BATCH} ids per request, not {len(raw_ids)}")
+        if len(raw_ids) > MAX_IDS:
+            raise BadRequest(f"at most {MAX_IDS} ids per request, not {len(raw_ids)}")
         ids = [_parse_id(raw) for raw in raw_ids]
     except BadRequest as problem:
         return error(400, str(problem))
@@ -111,7 +186,7 @@ def jobs(request):
     return JsonResponse({"jobs": list(found.values()), "unknown": [i for i in ids if i not in found]})
 
 
-@allow("GET")
+@api("GET")
 def job_detail(request, job_id):
     try:
         job_id = _parse_id(job_id)
@@ -123,27 +198,50 @@ def job_detail(request, job_id):
     return JsonResponse(found[job_id])
 
 
-@allow("GET")
+@api("GET")
 def wait(request):
     """Waits `ms` milliseconds without holding the worker: gevent turns the sleep into a yield."""
-    try:
-        ms = int(request.GET.get("ms", "50"))
-    except ValueError:
-        return error(400, "ms must be a whole number of milliseconds")
-    if not 0 <= ms <= MAX_WAIT_MS:
+    raw = request.GET.get("ms", str(DEFAULT_WAIT_MS))
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6):
+        return error(400, f"ms must be a whole number of milliseconds from 0 to {MAX_WAIT_MS}")
+    ms = int(raw)
+    if ms > MAX_WAIT_MS:
         return error(400, f"ms must be from 0 to {MAX_WAIT_MS}, not {ms}")
     time.sleep(ms / 1000)
     return JsonResponse({"waited_ms": ms, "web_worker": WEB_WORKER})
 
 
-@allow("GET")
+def _database_problem():
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return None
+    except Exception as problem:  # noqa: BLE001 - any failure means the database is down for the app
+        return problem
+    finally:
+        connection.close()
+
+
+@api("GET")
 def health(request):
-    return JsonResponse(
-        {
-            "status": "ok",
-            "dyno": settings.DYNO or "local",
-            "layout": settings.DYNO_LAYOUT,
-            "web_worker": WEB_WORKER,
-            "beat_last_tick": store.last_heartbeat(),
-        }
-    )
+    """200 when every dependency answers; 503 naming the ones that do not. The dyno keeps serving `/`."""
+    down = {}
+    try:
+        beat_last_tick = store.last_heartbeat()
+    except store.BROKER_ERRORS as problem:
+        beat_last_tick = None
+        down[store.BROKER_NAME] = _one_line(problem)
+    problem = _database_problem()
+    if problem is not None:
+        down["database"] = _one_line(problem)
+    for dependency, problem in down.items():
+        outages.report(dependency, problem)
+    body = {
+        "status": "degraded" if down else "ok",
+        "down": down,
+        "dyno": settings.DYNO or "local",
+        "layout": settings.DYNO_LAYOUT,
+        "web_worker": WEB_WORKER,
+        "beat_last_tick": beat_last_tick,
+    }
+    return JsonResponse(body, status=503 if down else 200)
