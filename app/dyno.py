@@ -10,18 +10,24 @@ honcho runs the processes (its Manager and Procfile parser); this module adds wh
 - a 28 s stop window instead of honcho's hard-coded 5 s KILL_WAIT, so gunicorn and Celery finish their
   in-flight work inside Heroku's 30 s between SIGTERM and SIGKILL;
 - when any process dies, the whole dyno stops and exits non-zero, so Heroku (or systemd) restarts it;
+- a process that dies is noticed at once: honcho learns of an exit only when the process's output pipe
+  closes, which the orphaned workers of a killed gunicorn master held open for seconds; a watcher thread
+  polls a pidfd per process and reports the exit itself;
 - nothing survives the dyno: the process groups of processes that already died (a killed gunicorn master
   leaves its workers behind) are signalled too, and the launcher waits for every group to empty.
 """
 
 import argparse
+import datetime
 import os
+import select
 import subprocess
 import sys
+import threading
 import time
 
 from honcho.manager import Manager
-from honcho.printer import Printer
+from honcho.printer import Message, Printer
 
 from app.procfile import LOCAL_PROCFILE, read_procfile
 
@@ -76,6 +82,54 @@ def _group_alive(pgid):
     return True
 
 
+def exit_status_of_zombie(pid):
+    """The exit status of a process that has exited but is not reaped yet (its wait status from
+    /proc/<pid>/stat, field 52), as a subprocess returncode (-N for signal N); None once it is reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    if fields[0] not in ("Z", "X") or len(fields) < 50:
+        return None
+    wait_status = int(fields[49])
+    return -os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else os.WEXITSTATUS(wait_status)
+
+
+class ExitWatcher(threading.Thread):
+    """Reports each process's exit to honcho's event queue as soon as it happens (a pidfd turns readable),
+    the way honcho's own reader does once the output pipe closes; the first report wins the dyno's stop."""
+
+    POLL_SECONDS = 0.2
+
+    def __init__(self, manager):
+        super().__init__(name="exit-watcher", daemon=True)
+        self.manager = manager
+        self.watched = {}  # pidfd -> (name, pid)
+        self.seen = set()
+
+    def run(self):
+        while True:
+            for name, process in list(self.manager.processes().items()):
+                pid = process.get("pid")
+                if pid is None or name in self.seen:
+                    continue
+                self.seen.add(name)
+                try:
+                    self.watched[os.pidfd_open(pid)] = (name, pid)
+                except ProcessLookupError:
+                    continue  # gone and reaped already: honcho's reader reports it
+            ready = select.select(list(self.watched), [], [], self.POLL_SECONDS)[0] if self.watched else []
+            if not self.watched:
+                time.sleep(self.POLL_SECONDS)
+            for fd in ready:
+                name, pid = self.watched.pop(fd)
+                os.close(fd)
+                returncode = exit_status_of_zombie(pid)
+                if returncode is not None:
+                    self.manager.report_exit(name, returncode)
+
+
 class DynoManager(Manager):
     """honcho's Manager with Heroku's stop window and no process left behind."""
 
@@ -85,6 +139,14 @@ class DynoManager(Manager):
         self.stop_began = None
         self.asked_to_stop = False
         self.forced = False
+
+    def processes(self):
+        return self._processes
+
+    def report_exit(self, name, returncode):
+        """From the exit watcher: `name` exited with `returncode`; honcho's loop takes it as its own."""
+        now = datetime.datetime.now()
+        self.events.put(Message(type="stop", data={"returncode": returncode}, time=now, name=name, colour=None))
 
     def terminate(self):
         if self.stop_began is None:
@@ -147,6 +209,7 @@ def main(argv=None):
         # honcho runs each command through `sh -c`; exec makes the process honcho watches the program itself,
         # so a kill -9 of it is seen as that process dying (a dead wrapper shell would leave it orphaned).
         manager.add_process(name, f"exec {command}")
+    ExitWatcher(manager).start()
     manager.loop()
     manager.wait_for_groups()
     code = manager.exit_code()

@@ -7,9 +7,9 @@ https://docs.gunicorn.org/en/stable/settings.html
 from app import settings
 
 # The job API reads status as GET /api/jobs?ids=<uuid>,<uuid>,...: allow request lines up to Heroku's router
-# limit (8 KB, about 210 ids) rather than gunicorn's default 4 KB.
+# limit (8 KB) rather than gunicorn's default 4 KB; app/jobs/views.py's MAX_IDS fits inside it.
 # https://devcenter.heroku.com/articles/http-routing#request-buffering
-limit_request_line = 8190
+limit_request_line = 8190  # gunicorn's maximum
 
 # Heroku gives the dyno a new $PORT on every boot and routes to it; the web process must bind it within 60 s.
 # https://devcenter.heroku.com/articles/dyno-startup-behavior
@@ -28,7 +28,23 @@ bind = f"0.0.0.0:{settings.PORT}"
 # - a keep-alive connection goes straight on to its next request without yielding; we yield after each
 #   request (gevent.sleep(0)), so the connections of a worker take turns.
 # Together: p99 1.3-1.5 s -> 175 ms at 200 connections on a plain WSGI app, with no loss of throughput.
+#
+# Two more for Heroku's stop (SIGTERM to every process, SIGKILL 30 s later):
+# - gunicorn's gevent worker waits on SIGTERM until every connection is closed, idle keep-alive ones included
+#   (a browser or a router holds one): one idle connection made every stop take graceful_timeout. The
+#   worker below closes its idle connections as soon as it is asked to stop (and any that turn idle or
+#   arrive afterwards); a request in flight still completes, with `Connection: close`.
+# - a client error gunicorn answers itself (a request line past limit_request_line, a bad header) gets a
+#   JSON body like every other API error, not gunicorn's HTML page.
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import queue  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+
 from gevent.server import StreamServer  # noqa: E402
+from gunicorn import util  # noqa: E402
 from gunicorn.workers import ggevent  # noqa: E402
 
 
@@ -44,16 +60,76 @@ class _AcceptingServer(StreamServer):
         pass
 
 
+class _CapturedReply:
+    """Stands in for the client socket while gunicorn writes its error page, to learn the status line."""
+
+    def __init__(self):
+        self.data = b""
+
+    def gettimeout(self):
+        return 0.0
+
+    def setblocking(self, flag):
+        pass
+
+    def sendall(self, data):
+        self.data += data
+
+
+# How often a stopping worker closes connections that turned idle (or connected) since it was asked to stop.
+IDLE_SWEEP_SECONDS = 0.2
+
+
 class FairGeventWorker(ggevent.GeventWorker):
+    def init_process(self):
+        self.idle_connections = set()  # client sockets waiting for their next request
+        super().init_process()
+
     def run(self):
         ggevent.StreamServer = _AcceptingServer  # the name ggevent.GeventWorker.run builds its servers with
         super().run()
 
+    def handle(self, listener, client, addr):
+        self.idle_connections.add(client)
+        try:
+            super().handle(listener, client, addr)
+        finally:
+            self.idle_connections.discard(client)
+
     def handle_request(self, listener_name, req, sock, addr):
+        self.idle_connections.discard(sock)
         try:
             return super().handle_request(listener_name, req, sock, addr)
         finally:
+            self.idle_connections.add(sock)
             ggevent.gevent.sleep(0)
+
+    def handle_exit(self, sig, frame):
+        super().handle_exit(sig, frame)
+        ggevent.gevent.spawn(self._close_idle_connections)
+
+    def _close_idle_connections(self):
+        while True:
+            for sock in list(self.idle_connections):
+                with contextlib.suppress(OSError):  # the blocked read sees EOF and gunicorn closes it
+                    sock.shutdown(socket.SHUT_RDWR)
+            ggevent.gevent.sleep(IDLE_SWEEP_SECONDS)
+
+    def handle_error(self, req, client, addr, exc):
+        captured = _CapturedReply()
+        super().handle_error(req, captured, addr, exc)
+        status_line = captured.data.split(b"\r\n", 1)[0].decode("latin1")  # HTTP/1.1 414 URI Too Long
+        _, status, reason = (status_line.split(" ", 2) + ["", ""])[:3]
+        message = reason if status == "500" else f"{reason}: {exc}"
+        body = json.dumps({"error": message}).encode()
+        head = (
+            f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        try:
+            util.write_nonblock(client, head.encode("latin1") + body)
+        except Exception:  # noqa: BLE001 - the client may be gone, as in gunicorn's own handle_error
+            self.log.debug("Failed to send error message.")
 
 
 worker_class = FairGeventWorker
@@ -75,6 +151,25 @@ timeout = 30
 # proxy, or it may send a request on a connection we are closing.
 # https://devcenter.heroku.com/articles/http-routing#keepalives
 keepalive = 95
+
+
+def post_fork(server, worker):
+    """A worker just forked still has the master's signal handlers until it installs its own, after
+    importing Django (1-2 s): a SIGTERM in between was only queued for the master, and the master then
+    waited graceful_timeout for a worker that ignored it. Until the worker's own handlers are in, a stop
+    signal ends it at once (it serves nothing yet); one that already arrived ends it now."""
+    stop_signals = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
+    queued = set()
+    while True:  # the child's copy of the master's signal queue: what the inherited handler received
+        try:
+            queued.add(server.SIG_QUEUE.get_nowait())
+        except queue.Empty:
+            break
+    if queued & stop_signals:
+        os._exit(0)
+    for signum in stop_signals:
+        signal.signal(signum, lambda *_: os._exit(0))
+
 
 # Off: gevent must monkey-patch before Django is imported, which happens in each worker after the fork.
 preload_app = False

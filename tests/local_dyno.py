@@ -31,9 +31,10 @@ def free_port():
 class RedisServer:
     """Debian's redis-server on a free port; with tls=True only a TLS port with a self-signed certificate."""
 
-    def __init__(self, workdir, tls=False):
+    def __init__(self, workdir, tls=False, persist=False):
         self.workdir = Path(workdir)
         self.tls = tls
+        self.persist = persist  # an append-only file, so stop() and start() keep the queue and the records
         self.port = free_port()
         self.process = None
 
@@ -47,7 +48,8 @@ class RedisServer:
         if not redis_server:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server; `make test` does it)")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        args = [redis_server, "--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
+        appendonly = ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else ["--appendonly", "no"]
+        args = [redis_server, "--save", "", *appendonly, "--dir", str(self.workdir)]
         if self.tls:
             cert, key = self.workdir / "redis.crt", self.workdir / "redis.key"
             subprocess.run(
@@ -97,8 +99,16 @@ class RedisServer:
 
     def stop(self):
         if self.process and self.process.poll() is None:
+            self.resume()
             self.process.terminate()
             self.process.wait(timeout=10)
+
+    def pause(self):
+        """A stalled Redis: it keeps its connections but answers nothing (SIGSTOP)."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.process.send_signal(signal.SIGCONT)
 
 
 class PostgresServer:
@@ -258,6 +268,38 @@ class LocalDyno:
 
     def log(self):
         return self.log_path.read_text(errors="replace")[-20000:] if self.log_path.exists() else ""
+
+    def log_mark(self):
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def log_since(self, mark):
+        with open(self.log_path, "rb") as log:
+            log.seek(mark)
+            return log.read().decode(errors="replace").splitlines()
+
+    def wait_for_gunicorn_fork(self, timeout=60.0):
+        """Return the instant gunicorn's master has forked its first worker."""
+        deadline = time.monotonic() + timeout
+        master = None
+        while time.monotonic() < deadline:
+            try:
+                if master is None:
+                    master = self.inner_process("web")
+                if master.children():
+                    return
+            except (AssertionError, psutil.NoSuchProcess):
+                master = None
+            time.sleep(0.002)
+        raise AssertionError(f"gunicorn forked no worker within {timeout:.0f} s; log:\n{self.log()}")
+
+    def kill_all(self):
+        """SIGKILL every process of the dyno at once, as a crashed host or Heroku's R15 would."""
+        self._signal_all(signal.SIGKILL)
+        self.process.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while self.survivors() and time.monotonic() < deadline:
+            self._signal_all(signal.SIGKILL)
+            time.sleep(0.05)
 
     def survivors(self):
         """Every live process carrying this dyno's mark, wherever it was reparented."""

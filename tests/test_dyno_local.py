@@ -1,11 +1,15 @@
 """The packed dyno, started from the Procfile exactly as Heroku starts it, against a real Redis over TLS
 (Heroku's Key-Value Store) and again on the embedded defaults. Figures go to artifacts/dyno-figures.json."""
 
+import concurrent.futures
 import json
 import secrets
+import socket
 import time
+import uuid
 
 import pytest
+import requests
 
 from tests import dyno_suite
 from tests.local_dyno import REPO, LocalDyno, PostgresServer, RedisServer, build_slug
@@ -56,7 +60,7 @@ def dynos(tmp_path):
     started = []
 
     def make(slug, config_vars, process_type="web"):
-        dyno = LocalDyno(slug, config_vars, tmp_path / f"{process_type}-{len(started)}.log", process_type)
+        dyno = LocalDyno(slug, config_vars, tmp_path / f"{process_type}-{secrets.token_hex(4)}.log", process_type)
         started.append(dyno)
         return dyno
 
@@ -65,11 +69,18 @@ def dynos(tmp_path):
         dyno.close()
 
 
-@pytest.fixture
-def heroku_dyno(slug, heroku_config, dynos):
-    dyno = dynos(slug, heroku_config)
+@pytest.fixture(scope="module")
+def released(slug, heroku_config, tmp_path_factory):
+    """The release phase, once: the database schema every Heroku-config dyno of this module uses."""
+    dyno = LocalDyno(slug, heroku_config, tmp_path_factory.mktemp("release") / "release.log")
     release = dyno.run_one_off("release")
     assert release.returncode == 0, release.stdout + release.stderr
+    return heroku_config
+
+
+@pytest.fixture
+def heroku_dyno(slug, released, dynos):
+    dyno = dynos(slug, released)
     dyno.start()
     return dyno
 
@@ -122,16 +133,41 @@ def test_beat_runs_inside_the_packed_dyno(heroku_dyno):
     pytest.fail("beat's heartbeat never reached the result store")
 
 
-def test_sigterm_lets_running_jobs_and_slow_request_finish(heroku_dyno):
-    result = dyno_suite.check_sigterm_lets_inflight_work_finish(heroku_dyno)
-    record("stop_seconds_with_inflight_work", round(result["stop_seconds"], 2))
+@pytest.mark.parametrize("idle", [0, 1, 100])
+def test_sigterm_with_idle_keepalive_connections_and_inflight_work(heroku_dyno, idle):
+    result = dyno_suite.check_stop_with_clients(heroku_dyno, idle=idle)
+    record(f"stop_seconds_with_inflight_work_{idle}_idle", round(result["stop_seconds"], 2))
+    record(f"idle_connections_closed_after_seconds_{idle}_idle", round(result["idle_closed_after_seconds"], 2))
     assert result["exit_status"] == 0
 
 
+@pytest.mark.parametrize("idle", [0, 1, 100])
 @pytest.mark.parametrize("inner", ["worker", "web"])
-def test_kill_9_of_inner_process_crashes_whole_dyno(heroku_dyno, inner):
-    took = dyno_suite.check_crash_of_inner_process(heroku_dyno, inner)
-    record(f"crash_exit_seconds_{inner}", round(took, 2))
+def test_kill_9_of_inner_process_under_load_crashes_whole_dyno(heroku_dyno, inner, idle):
+    took = dyno_suite.check_crash_of_inner_process(heroku_dyno, inner, idle=idle, under_load=True)
+    record(f"crash_exit_seconds_{inner}_{idle}_idle", round(took, 2))
+    record(f"crash_noticed_seconds_{inner}_{idle}_idle", round(dyno_suite.check_crash_of_inner_process.noticed, 2))
+
+
+# 20 moments over the first 10 s after spawn: the instant gunicorn forks its workers, and 19 delays spread
+# evenly from 0 to 10 s. Four dynos at a time (each stop is seconds of mostly waiting).
+BOOT_MOMENTS = [None] + [round(i * 10 / 18, 2) for i in range(19)]
+
+
+def test_sigterm_at_any_moment_of_boot_stops_within_10_s(slug, released, dynos):
+    def one(moment):
+        dyno = dynos(slug, released)
+        seconds = dyno_suite.check_sigterm_at_a_moment_of_boot(dyno, delay=moment, at_fork=moment is None)
+        return moment, seconds, dyno.log()
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(one, BOOT_MOMENTS))
+    record("boot_sigterm_stop_seconds", {str(moment or "fork"): round(s, 2) for moment, s, _ in outcomes})
+
+
+def test_sigkill_of_the_whole_dyno_with_300_jobs_every_job_done_once_after_restart(heroku_dyno):
+    result = dyno_suite.check_crash_with_jobs_queued_and_running(heroku_dyno, jobs=300)
+    record("sigkill_300_jobs", result)
 
 
 def test_missing_secret_key_in_production_fails_fast_naming_it(slug, heroku_config, dynos):
@@ -166,3 +202,90 @@ def test_embedded_defaults_run_jobs_without_any_server(embedded_dyno):
 def test_embedded_defaults_keep_jobs_across_sigterm(embedded_dyno):
     result = dyno_suite.check_sigterm_lets_inflight_work_finish(embedded_dyno)
     assert result["exit_status"] == 0
+
+
+# --- real clients against one serving dyno: what an ordinary HTTP client can send ---------------------------
+
+
+@pytest.fixture(scope="module")
+def serving_dyno(slug, released, tmp_path_factory):
+    dyno = LocalDyno(slug, released, tmp_path_factory.mktemp("serving") / "web.log")
+    dyno.start()
+    yield dyno
+    dyno.close()
+
+
+def raw_request(dyno, data):
+    """Send raw bytes, return (status, headers+body text) of the answer."""
+    with socket.create_connection(("127.0.0.1", dyno.port), timeout=10) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), head.decode("latin1"), body.decode("latin1")
+
+
+def test_chunked_post_body_is_read_not_replaced_by_defaults(serving_dyno):
+    body = json.dumps({"kind": "cpu", "ms": 7, "count": 2}).encode()
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:10], body[10:])) + b"0\r\n\r\n"
+    status, _, text = raw_request(
+        serving_dyno,
+        b"POST /api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunks,
+    )
+    assert status == 202, text
+    jobs = json.loads(text)["jobs"]
+    assert [(job["kind"], job["ms"]) for job in jobs] == [("cpu", 7), ("cpu", 7)]
+
+
+@pytest.mark.parametrize("host_line", [b"Host: evil.example\r\n", b""], ids=["bad-host", "no-host"])
+def test_bad_or_missing_host_is_a_400_json_with_one_log_line(serving_dyno, host_line):
+    # HTTP/1.0: a request without Host is legal there, and the answer ends with the connection.
+    mark = serving_dyno.log_mark()
+    status, head, body = raw_request(serving_dyno, b"GET /api/health HTTP/1.0\r\n" + host_line + b"\r\n")
+    assert status == 400, body
+    assert "application/json" in head and "error" in json.loads(body)
+    time.sleep(0.5)
+    lines = serving_dyno.log_since(mark)
+    assert len(lines) == 1 and "Invalid HTTP_HOST" in lines[0], lines
+
+
+@pytest.mark.parametrize("count", [200, 201, 221, 400])
+def test_ids_per_read_limit_is_the_real_one_and_past_it_a_json_4xx(serving_dyno, count):
+    ids = dyno_suite.enqueue(serving_dyno.base_url, "io", 0, min(count, 200))
+    ids += [str(uuid.uuid4()) for _ in range(count - len(ids))]
+    response = requests.get(f"{serving_dyno.base_url}/api/jobs", params={"ids": ",".join(ids)}, timeout=10)
+    if count <= 200:
+        assert response.status_code == 200
+        assert len(response.json()["jobs"]) + len(response.json()["unknown"]) == count
+    else:
+        assert 400 <= response.status_code < 500
+        assert response.headers["Content-Type"] == "application/json"
+        assert response.json()["error"]
+
+
+# --- Redis faults: a stalled and a refused Redis, under a light load -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis_persistent(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis-faults"), persist=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fault_dyno(slug, released, redis_persistent, dynos):
+    dyno = dynos(slug, dict(released, REDIS_URL=redis_persistent.url))
+    dyno.start()
+    return dyno
+
+
+@pytest.mark.parametrize("fault", ["stall", "refuse"])
+def test_redis_fault_answers_503_fast_logs_little_and_recovers(fault_dyno, redis_persistent, fault):
+    figures = dyno_suite.check_redis_fault(fault_dyno, redis_persistent, fault, seconds=10)
+    record(f"redis_{fault}_10s", figures)
+    # The web side: one line per outage and gunicorn worker, then one per 10 s with a count - not a traceback
+    # per request (5,546 lines in 65 s before). The worker's reconnection is Celery's own (one traceback).
+    assert figures["web_log_lines"] == figures["web_503_log_lines"] <= 3 * 2, fault_dyno.log()
