@@ -7,4 +7,5 @@ urlpatterns = [
     path("jobs", views.jobs, name="jobs"),
     path("jobs/<str:job_id>", views.job_detail, name="job-detail"),
     path("wait", views.wait, name="wait"),
+    path("openapi.json", views.openapi, name="openapi"),
 ]

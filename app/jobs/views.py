@@ -92,6 +92,7 @@ def api(*methods):
             except store.BROKER_ERRORS as problem:
                 return unavailable(store.BROKER_NAME, problem)
 
+        checked.allowed_methods = methods  # read by the OpenAPI consistency test
         return csrf_exempt(checked)
 
     return decorate
@@ -209,6 +210,13 @@ def wait(request):
         return error(400, f"ms must be from 0 to {MAX_WAIT_MS}, not {ms}")
     time.sleep(ms / 1000)
     return JsonResponse({"waited_ms": ms, "web_worker": WEB_WORKER})
+
+
+@api("GET")
+def openapi(request):
+    from app.jobs.openapi import spec
+
+    return JsonResponse(spec())
 
 
 def _database_problem():
