@@ -26,9 +26,9 @@ import sys
 import threading
 import time
 
-from honcho.manager import Manager
 from honcho.printer import Message, Printer
 
+from app.honcho_adapter import ManagerAdapter
 from app.procfile import LOCAL_PROCFILE, read_procfile
 
 # Heroku SIGKILLs 30 s after SIGTERM; leave two seconds to kill stragglers and exit on our own terms.
@@ -130,7 +130,7 @@ class ExitWatcher(threading.Thread):
                     self.manager.report_exit(name, returncode)
 
 
-class DynoManager(Manager):
+class DynoManager(ManagerAdapter):
     """honcho's Manager with Heroku's stop window and no process left behind."""
 
     def __init__(self, stop_window=STOP_WINDOW_SECONDS, **kwargs):
@@ -139,9 +139,6 @@ class DynoManager(Manager):
         self.stop_began = None
         self.asked_to_stop = False
         self.forced = False
-
-    def processes(self):
-        return self._processes
 
     def report_exit(self, name, returncode):
         """From the exit watcher: `name` exited with `returncode`; honcho's loop takes it as its own."""
@@ -152,7 +149,7 @@ class DynoManager(Manager):
         if self.stop_began is None:
             self.stop_began = time.monotonic()
             # Nothing had exited yet, so the stop came from outside (SIGTERM from Heroku or systemd).
-            self.asked_to_stop = not self._any_stopped()
+            self.asked_to_stop = not self.any_stopped()
         super().terminate()
 
     def kill(self):
@@ -162,25 +159,24 @@ class DynoManager(Manager):
         self.forced = True
         super().kill()
 
-    def _killall(self, force=False):
-        super()._killall(force=force)
+    def after_signalling(self, force):
         # honcho signals only processes it still sees running. One that already died may have left its
         # children behind (a gunicorn master killed with -9 leaves its workers): with no parent to finish
         # their work in order, they are killed at once.
-        for process in self._processes.values():
+        for process in self.processes().values():
             if "returncode" in process and "pid" in process:
-                self._procmgr.kill(process["pid"])
+                self.kill_group(process["pid"])
 
     def wait_for_groups(self):
         """After honcho's loop: wait (within the window) until every process group is empty."""
-        groups = [p["pid"] for p in self._processes.values() if "pid" in p]
+        groups = [p["pid"] for p in self.processes().values() if "pid" in p]
         if self.stop_began is None:
             self.stop_began = time.monotonic()
         while any(_group_alive(g) for g in groups):
             if time.monotonic() - self.stop_began >= self.stop_window:
                 self.forced = True
                 for group in groups:
-                    self._procmgr.kill(group)
+                    self.kill_group(group)
                 time.sleep(0.1)
                 break
             time.sleep(0.05)
@@ -213,7 +209,7 @@ def main(argv=None):
     manager.loop()
     manager.wait_for_groups()
     code = manager.exit_code()
-    manager._system_print(f"dyno exits with status {code}\n")
+    manager.system_print(f"dyno exits with status {code}\n")
     sys.exit(code)
 
 

@@ -43,6 +43,7 @@ import queue  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 
+from gevent.monkey import get_original  # noqa: E402
 from gevent.server import StreamServer  # noqa: E402
 from gunicorn import util  # noqa: E402
 from gunicorn.workers import ggevent  # noqa: E402
@@ -75,6 +76,8 @@ class _CapturedReply:
     def sendall(self, data):
         self.data += data
 
+
+_PlainSocket = get_original("socket", "socket")
 
 # How often a stopping worker closes connections that turned idle (or connected) since it was asked to stop.
 IDLE_SWEEP_SECONDS = 0.2
@@ -111,8 +114,11 @@ class FairGeventWorker(ggevent.GeventWorker):
     def _close_idle_connections(self):
         while True:
             for sock in list(self.idle_connections):
-                with contextlib.suppress(OSError):  # the blocked read sees EOF and gunicorn closes it
-                    sock.shutdown(socket.SHUT_RDWR)
+                # Shut the connection down through a plain socket on a duplicate descriptor: the blocked read
+                # then sees an ordinary EOF and gunicorn closes the connection quietly (gevent's own
+                # shutdown() cancels the read with EBADF, which gunicorn logs as a socket error).
+                with contextlib.suppress(OSError), _PlainSocket(fileno=os.dup(sock.fileno())) as plain:
+                    plain.shutdown(socket.SHUT_RDWR)
             ggevent.gevent.sleep(IDLE_SWEEP_SECONDS)
 
     def handle_error(self, req, client, addr, exc):

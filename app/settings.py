@@ -250,6 +250,9 @@ if REDIS_URL:
         # the API answers 503 naming the broker and the worker reconnects. Above kombu's 1 s BRPOP wait.
         "socket_timeout": 3,
         "socket_connect_timeout": REDIS_SOCKET_TIMEOUT,
+        # The worker's BRPOP connection ignores socket_timeout: kombu drops it once a reply is this much
+        # overdue (default 25 s: a stalled Redis left the worker deaf for 30 s after it came back).
+        "health_check_interval": 2,
     }
     CELERY_REDIS_SOCKET_TIMEOUT = REDIS_SOCKET_TIMEOUT
     CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = REDIS_SOCKET_TIMEOUT

@@ -344,3 +344,34 @@ def test_outage_log_is_one_line_then_rate_limited_with_a_count(caplog, monkeypat
         "redis unavailable, answering 503: ConnectionError: Connection refused",
         "redis unavailable, answering 503: ConnectionError: Connection refused (49 more 503s since the last line)",
     ]
+
+
+def test_health_names_a_database_that_does_not_answer(client, monkeypatch):
+    from django.db import connection
+    from django.db.utils import OperationalError
+
+    def refused():
+        raise OperationalError('connection to server at "127.0.0.1", port 1 failed: Connection refused')
+
+    monkeypatch.setattr(connection, "cursor", refused)
+    response = client.get("/api/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert set(body["down"]) == {"database"} and "Connection refused" in body["down"]["database"]
+
+
+def test_a_refused_redis_is_a_json_503_naming_it(client, monkeypatch):
+    import redis
+
+    from app.jobs import store
+
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)
+    monkeypatch.setattr(store, "redis_client", lambda: dead)
+    response = client.get("/api/jobs", {"ids": str(uuid.uuid4())})
+    assert response.status_code == 503
+    assert response.json()["unavailable"] == "redis"
+    assert response["Retry-After"] == "5"
+    health = client.get("/api/health")
+    assert health.status_code == 503 and "redis" in health.json()["down"]
+    assert client.get("/").status_code == 200

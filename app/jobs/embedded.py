@@ -1,4 +1,6 @@
-"""The result backend of the embedded (serverless) local default."""
+"""The result backend of the embedded (serverless) local default, and the one place that uses a private name
+of Celery's file backend (`_filename`, the path of a key): tests/test_adapters.py checks that Celery still reads
+what it writes there."""
 
 import os
 import tempfile

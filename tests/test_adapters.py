@@ -1,0 +1,94 @@
+"""The project's two reaches into libraries' private names, each behind one adapter: these tests run the real
+library through the adapter, so a release that renames or changes what it relies on fails here."""
+
+import io
+import os
+import signal
+import subprocess
+import threading
+import time
+
+from celery import Celery
+from celery.backends.filesystem import FilesystemBackend
+from honcho.printer import Printer
+
+from app.honcho_adapter import ManagerAdapter
+from app.jobs.embedded import AtomicFilesystemBackend
+
+
+class Recording(ManagerAdapter):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.signalled = []
+
+    def after_signalling(self, force):
+        self.signalled.append((force, {n: dict(p) for n, p in self.processes().items()}))
+
+
+def test_honcho_manager_adapter_tracks_pids_exits_and_signals():
+    out = io.StringIO()
+    manager = Recording(printer=Printer(out))
+    manager.add_process("short", "exec sleep 0.5")
+    manager.add_process("long", "exec sleep 30")
+    assert not manager.any_stopped()
+    began = time.monotonic()
+    manager.loop()  # `short` exits, honcho sends SIGTERM to `long`, the loop ends when both are gone
+    assert time.monotonic() - began < 10
+    processes = manager.processes()
+    assert processes["short"]["returncode"] == 0
+    assert processes["long"]["returncode"] == -signal.SIGTERM
+    assert manager.any_stopped()
+    # The hook ran once, after SIGTERM went out, when honcho knew `short` had exited and `long` had not.
+    (force, seen) = manager.signalled[0]
+    assert force is False
+    assert "returncode" in seen["short"] and "returncode" not in seen["long"]
+    assert all(isinstance(p["pid"], int) for p in processes.values())
+    manager.system_print("a line from the launcher\n")
+    assert "system | a line from the launcher" in out.getvalue().replace("  ", " ")
+
+
+def test_honcho_manager_adapter_kills_a_whole_process_group():
+    # A process that leaves a child behind in its group, as a gunicorn master leaves its workers.
+    leader = subprocess.Popen(["sh", "-c", "sleep 30 & exec sleep 30"], start_new_session=True)
+    time.sleep(0.2)
+    ManagerAdapter(printer=Printer(io.StringIO())).kill_group(leader.pid)
+    assert leader.wait(timeout=5) == -signal.SIGKILL
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(leader.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the process group outlived kill_group")
+
+
+def test_celery_file_backend_adapter_writes_where_celery_reads(tmp_path):
+    backend = AtomicFilesystemBackend(app=Celery("adapter-test"), url=f"file://{tmp_path}")
+    key = backend.get_key_for_task("job-1")
+    backend.set(key, b'{"status": "SUCCESS"}')
+    # Celery's own reader, through the stock class, finds what the adapter wrote, at the path _filename gives.
+    assert FilesystemBackend.get(backend, key) == b'{"status": "SUCCESS"}'
+    assert os.fsdecode(backend._filename(key)).startswith(str(tmp_path))
+    assert [p.name for p in tmp_path.iterdir()] == [os.path.basename(os.fsdecode(backend._filename(key)))]
+
+
+def test_celery_file_backend_adapter_never_shows_a_half_written_record(tmp_path):
+    backend = AtomicFilesystemBackend(app=Celery("adapter-test"), url=f"file://{tmp_path}")
+    key = backend.get_key_for_task("job-2")
+    big = b"x" * 2_000_000
+    backend.set(key, big)
+    seen = set()
+    stop = threading.Event()
+
+    def read():
+        while not stop.is_set():
+            seen.add(len(FilesystemBackend.get(backend, key) or b""))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for _ in range(30):
+        backend.set(key, big)
+    stop.set()
+    reader.join()
+    assert seen == {len(big)}
