@@ -221,7 +221,7 @@ PORT = env_int("PORT") or 5000
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html
 # ---------------------------------------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "").strip()
-# Seconds to connect to Redis and for each reply (the web side's own pool in app/jobs/store.py too).
+# Seconds to connect to Redis and for each reply (the web side's own pool in app/jobs/records.py too).
 REDIS_SOCKET_TIMEOUT = 2
 if PRODUCTION and not REDIS_URL:
     raise ImproperlyConfigured("REDIS_URL is not set: attach a Key-Value Store (Redis) add-on or set it.")
@@ -238,8 +238,9 @@ if REDIS_URL:
         # After a crash (SIGKILL of the dyno, a lost host) the messages its worker held come back to the
         # queue once they have been out this long. A message is out only while its jobs run (prefetch 1 per
         # pool slot, below), and no message outlives 10 s of work (the API caps a job at 10 s, a chunk at
-        # 1 s: app/jobs/store.py), so 45 s never hands a live worker's message to another. run_chunk skips
-        # jobs already recorded done, so a redelivered message completes each job once; kombu looks for
+        # 1 s: app/jobs/enqueue.py), so 45 s never hands a live worker's message to another. The worker
+        # (app/jobs/runner.py) skips jobs already recorded done, so a redelivered message completes each job
+        # once, and each job counts its completions; kombu looks for
         # overdue messages at the worker's start and every 5 s: a crashed dyno's jobs are all done within
         # about a minute of the restart.
         "visibility_timeout": 45,

@@ -364,10 +364,10 @@ def test_health_names_a_database_that_does_not_answer(client, monkeypatch):
 def test_a_refused_redis_is_a_json_503_naming_it(client, monkeypatch):
     import redis
 
-    from app.jobs import store
+    from app.jobs import records
 
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)
-    monkeypatch.setattr(store, "redis_client", lambda: dead)
+    monkeypatch.setattr(records, "redis_client", lambda: dead)
     response = client.get("/api/jobs", {"ids": str(uuid.uuid4())})
     assert response.status_code == 503
     assert response.json()["unavailable"] == "redis"

@@ -7,24 +7,24 @@ import uuid
 
 from celery import states
 
-from app.jobs import store
+from app.jobs import records
+from app.jobs.enqueue import chunks
+from app.jobs.runner import run_chunk
+from app.jobs.views import fetch
 
 
 def test_bench_chunks_hold_at_most_50_jobs_and_one_second_of_work():
     jobs = list(range(120))
-    assert [len(c) for c in store.chunks(jobs, 0)] == [50, 50, 20]
-    assert [len(c) for c in store.chunks(jobs[:10], 300)] == [3, 3, 3, 1]
-    assert [len(c) for c in store.chunks(jobs[:3], 5000)] == [1, 1, 1]
-    assert store.chunks([], 0) == []
+    assert [len(c) for c in chunks(jobs, 0)] == [50, 50, 20]
+    assert [len(c) for c in chunks(jobs[:10], 300)] == [3, 3, 3, 1]
+    assert [len(c) for c in chunks(jobs[:3], 5000)] == [1, 1, 1]
+    assert chunks([], 0) == []
 
 
 def _jobs(n):
     kwargs = {"kind": "io", "ms": 0, "enqueued_at": time.time(), "web_worker": "gunicorn pid 1"}
     jobs = [{"id": str(uuid.uuid4()), **kwargs} for _ in range(n)]
-    backend = store.backend()
-    store._store(
-        backend, [(backend.get_key_for_task(j["id"]), store._record(j["id"], kwargs)) for j in jobs], publish=False
-    )
+    records.write({j["id"]: records.meta(j["id"], kwargs) for j in jobs}, publish=False)
     return jobs
 
 
@@ -36,12 +36,13 @@ def test_bench_a_redelivered_chunk_skips_jobs_that_already_finished():
         ran.append(kind)
         return {"kind": kind, "ms": ms, "celery_worker": "w pid 2", "started_at": 1.0, "finished_at": 2.0}
 
-    store.run_chunk(jobs[:2], execute, "worker@test")  # the first delivery got through two jobs
-    store.run_chunk(jobs, execute, "worker@test")  # then the worker was lost and the message came back
+    run_chunk(jobs[:2], "worker@test", execute)  # the first delivery got through two jobs
+    run_chunk(jobs, "worker@test", execute)  # then the worker was lost and the message came back
     assert len(ran) == 4
-    found = store.fetch([j["id"] for j in jobs])
+    found = fetch([j["id"] for j in jobs])
     assert all(found[j["id"]]["state"] == "done" for j in jobs)
     assert all(found[j["id"]]["web_worker"] == "gunicorn pid 1" for j in jobs)
+    assert all(found[j["id"]]["completions"] == 1 for j in jobs)
 
 
 def test_bench_a_failing_job_in_a_chunk_is_failed_and_the_rest_still_run():
@@ -54,8 +55,8 @@ def test_bench_a_failing_job_in_a_chunk_is_failed_and_the_rest_still_run():
         return {"kind": kind, "ms": ms, "celery_worker": "w pid 2", "started_at": 1.0, "finished_at": 2.0}
 
     execute.calls = []
-    store.run_chunk(jobs, execute, "worker@test")
-    found = store.fetch([j["id"] for j in jobs])
+    run_chunk(jobs, "worker@test", execute)
+    found = fetch([j["id"] for j in jobs])
     assert found[jobs[0]["id"]]["state"] == "failed"
     assert "boom" in found[jobs[0]["id"]]["error"]
     assert [found[j["id"]]["state"] for j in jobs[1:]] == ["done", "done"]

@@ -80,7 +80,7 @@ def fuzz_dyno(tmp_path_factory):
     redis.stop()
 
 
-def test_fuzzing_the_described_api_finds_no_server_error_and_no_undescribed_answer(fuzz_dyno):
+def test_fuzzing_the_described_api_finds_no_server_error_and_no_undescribed_answer(fuzz_dyno, tmp_path):
     schemathesis = shutil.which("st", path=os.path.dirname(sys.executable))
     assert schemathesis, "schemathesis is not installed (requirements-dev.txt; make .venv/.dev-deps)"
     checks = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
@@ -105,6 +105,7 @@ def test_fuzzing_the_described_api_finds_no_server_error_and_no_undescribed_answ
         capture_output=True,
         text=True,
         timeout=FUZZ_SECONDS,
+        cwd=tmp_path,  # schemathesis keeps a .schemathesis folder where it runs
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:] + fuzz_dyno.log()[-3000:]
     assert "Server error" not in fuzz_dyno.log()

@@ -6,7 +6,7 @@ from django.http import JsonResponse
 from django.shortcuts import render
 
 from app.demo.memory import cached_tree_memory
-from app.jobs import store
+from app.jobs import heartbeat
 from app.jobs.views import MAX_BATCH, MAX_IDS, MAX_JOB_MS, WEB_WORKER, allow
 
 # Status reads go as GET /api/jobs?ids=...: the page reads as many as one read allows.
@@ -58,7 +58,7 @@ def dyno(request):
         {
             **dyno_facts(),
             "web_worker": WEB_WORKER,
-            "beat_last_tick": store.last_heartbeat(),
+            "beat_last_tick": heartbeat.last(),
             "memory": memory,
         }
     )

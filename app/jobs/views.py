@@ -8,13 +8,15 @@ import time
 import uuid
 from functools import wraps
 
+from celery import states
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from app.jobs import store
+from app.jobs import heartbeat, records
+from app.jobs.enqueue import enqueue
 
 JOB_KINDS = ("cpu", "io")
 MAX_JOB_MS = 10_000  # keeps every job well inside the 30 s shutdown window
@@ -89,8 +91,8 @@ def api(*methods):
                 return response
             try:
                 return view(request, *args, **kwargs)
-            except store.BROKER_ERRORS as problem:
-                return unavailable(store.BROKER_NAME, problem)
+            except records.BROKER_ERRORS as problem:
+                return unavailable(records.BROKER_NAME, problem)
 
         checked.allowed_methods = methods  # read by the OpenAPI consistency test
         return csrf_exempt(checked)
@@ -113,6 +115,59 @@ def bad_request(request, exception=None):
 
 def server_error(request):
     return error(500, "internal error; the dyno keeps serving")
+
+
+# Celery states, as the API names them.
+STATE_NAMES = {
+    states.PENDING: "queued",
+    states.RECEIVED: "queued",
+    states.RETRY: "queued",
+    states.STARTED: "running",
+    states.SUCCESS: "done",
+    states.FAILURE: "failed",
+    states.REVOKED: "failed",
+}
+
+
+def describe(job_id, meta, completions=0):
+    """The API's view of one job record."""
+    kwargs = meta.get("kwargs") or {}
+    status = meta.get("status", states.PENDING)
+    result = meta.get("result")
+    job = {
+        "id": job_id,
+        "state": STATE_NAMES.get(status, "queued"),
+        "kind": kwargs.get("kind"),
+        "ms": kwargs.get("ms"),
+        "enqueued_at": kwargs.get("enqueued_at"),
+        "web_worker": kwargs.get("web_worker"),
+        "celery_worker": None,
+        "started_at": None,
+        "finished_at": None,
+        "result": None,
+        "error": None,
+        "completions": completions,
+    }
+    if status == states.STARTED and isinstance(result, dict):
+        # Celery's own STARTED meta: {"pid": ..., "hostname": ...}
+        job["celery_worker"] = f"{result.get('hostname')} pid {result.get('pid')}"
+    elif status == states.SUCCESS and isinstance(result, dict):
+        job["celery_worker"] = result.get("celery_worker")
+        job["started_at"] = result.get("started_at")
+        job["finished_at"] = result.get("finished_at")
+        job["result"] = result
+    elif status in (states.FAILURE, states.REVOKED):
+        if isinstance(result, dict):
+            job["error"] = f"{result.get('exc_type', 'Error')}: {result.get('exc_message', '')}".strip()
+        else:
+            job["error"] = str(result)
+        job["celery_worker"] = meta.get("worker")
+    return job
+
+
+def fetch(job_ids):
+    """{id: job} for the known ids; unknown ids are simply absent."""
+    return {job_id: describe(job_id, meta, n) for job_id, (meta, n) in records.read(job_ids).items()}
 
 
 def _whole_number(payload, name, default, low, high):
@@ -172,7 +227,7 @@ def jobs(request):
     try:
         if request.method == "POST":
             kind, ms, count = _job_spec(request)
-            ids = store.enqueue(kind, ms, count, WEB_WORKER)
+            ids = enqueue(kind, ms, count, WEB_WORKER)
             queued = [{"id": job_id, "state": "queued", "kind": kind, "ms": ms} for job_id in ids]
             return JsonResponse({"jobs": queued}, status=202)
         raw_ids = [i for i in request.GET.get("ids", "").split(",") if i]
@@ -183,7 +238,7 @@ def jobs(request):
         ids = [_parse_id(raw) for raw in raw_ids]
     except BadRequest as problem:
         return error(400, str(problem))
-    found = store.fetch(ids)
+    found = fetch(ids)
     return JsonResponse({"jobs": list(found.values()), "unknown": [i for i in ids if i not in found]})
 
 
@@ -193,7 +248,7 @@ def job_detail(request, job_id):
         job_id = _parse_id(job_id)
     except BadRequest as problem:
         return error(400, str(problem))
-    found = store.fetch([job_id])
+    found = fetch([job_id])
     if job_id not in found:
         return error(404, f"no job with id {job_id}")
     return JsonResponse(found[job_id])
@@ -235,10 +290,10 @@ def health(request):
     """200 when every dependency answers; 503 naming the ones that do not. The dyno keeps serving `/`."""
     down = {}
     try:
-        beat_last_tick = store.last_heartbeat()
-    except store.BROKER_ERRORS as problem:
+        beat_last_tick = heartbeat.last()
+    except records.BROKER_ERRORS as problem:
         beat_last_tick = None
-        down[store.BROKER_NAME] = _one_line(problem)
+        down[records.BROKER_NAME] = _one_line(problem)
     problem = _database_problem()
     if problem is not None:
         down["database"] = _one_line(problem)
