@@ -86,10 +86,12 @@ IDLE_SWEEP_SECONDS = 0.2
 class FairGeventWorker(ggevent.GeventWorker):
     def init_process(self):
         self.idle_connections = set()  # client sockets waiting for their next request
+        self.serving = False
         super().init_process()
 
     def run(self):
         ggevent.StreamServer = _AcceptingServer  # the name ggevent.GeventWorker.run builds its servers with
+        self.serving = True
         super().run()
 
     def handle(self, listener, client, addr):
@@ -108,6 +110,10 @@ class FairGeventWorker(ggevent.GeventWorker):
             ggevent.gevent.sleep(0)
 
     def handle_exit(self, sig, frame):
+        if not self.serving:
+            # Still importing Django (seconds on a busy dyno): it has served nothing, so it ends now rather
+            # than finish booting only to stop.
+            os._exit(0)
         super().handle_exit(sig, frame)
         ggevent.gevent.spawn(self._close_idle_connections)
 

@@ -28,6 +28,7 @@ too: CHEAP_ON_A_VPS lists them for the Molecule verifier.
 """
 
 import http.client
+import re
 import threading
 import time
 from urllib.parse import urlsplit
@@ -39,6 +40,7 @@ CRASH_EXIT_WITHIN = 10.0
 STOP_WITHIN = 10.0
 NOTICED_WITHIN = 1.0
 CRASHED_JOBS_DONE_WITHIN = 90.0
+WEB_LINE = re.compile(r"^\S+ web +\| ")  # a line of the launcher's log from gunicorn (honcho's prefix)
 CHEAP_ON_A_VPS = ("check_stop_with_clients", "check_crash_of_inner_process", "check_job_round_trip")
 
 
@@ -392,6 +394,6 @@ def check_redis_fault(target, redis, fault, seconds=10.0, answer_within=5.0, rec
         lines = target.log_since(mark)
         figures["log_lines"] = len(lines)
         figures["log_lines_not_info"] = sum(" INFO " not in line for line in lines)
-        figures["web_log_lines"] = sum("| web " in line for line in lines)
-        figures["web_503_log_lines"] = sum("| web " in line and "answering 503" in line for line in lines)
+        figures["web_log_lines"] = sum(bool(WEB_LINE.search(line)) for line in lines)
+        figures["web_503_log_lines"] = sum(bool(WEB_LINE.search(line)) and "answering 503" in line for line in lines)
     return figures

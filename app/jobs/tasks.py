@@ -4,6 +4,7 @@ import socket
 import time
 
 from celery import shared_task
+from celery.exceptions import Reject
 
 from app.jobs import heartbeat as beat_heartbeat
 from app.jobs import records, runner
@@ -11,8 +12,15 @@ from app.jobs import records, runner
 
 @shared_task(name=records.RUN_JOBS_TASK, bind=True, ignore_result=True)
 def run_jobs(self, jobs):
-    """One or more jobs enqueued together, in one message (enqueue.chunks); each keeps its own record."""
-    runner.run_chunk(jobs, self.request.hostname or socket.gethostname())
+    """One or more jobs enqueued together, in one message (enqueue.chunks); each keeps its own record.
+
+    If Redis fails under it (down, stalled), the message goes back to the queue rather than being acked as
+    done with its jobs left "running": requeued at once if Redis takes the reject, else redelivered after the
+    visibility timeout. The jobs it finished are skipped on the next run."""
+    try:
+        runner.run_chunk(jobs, self.request.hostname or socket.gethostname())
+    except records.BROKER_ERRORS as problem:
+        raise Reject(f"the record store failed ({type(problem).__name__}); back to the queue", requeue=True) from None
 
 
 @shared_task(name="app.jobs.tasks.run_job")
