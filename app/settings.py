@@ -291,8 +291,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Threads, not prefork processes: no process per slot (each prefork child is a whole Django + Celery, 35-45 MB
 # of PSS: the packed dyno went from ~320 to ~260 MB PSS idle, python -m app.bench), and more slots for
 # I/O-bound jobs cost a thread each (CELERY_WORKER_CONCURRENCY). CPU-bound jobs share one core, which on a
-# 512 MB dyno the web tier needs anyway. Celery's time limits are not enforced by this pool: run_job bounds
-# itself (the API caps ms at 10 s and a job stops at its deadline). A warm shutdown waits for running threads.
+# 512 MB dyno the web tier needs anyway. Celery's time limits are not enforced by this pool: every job bounds
+# itself (the API caps ms at 10 s and app/jobs/runner.py stops a job at its deadline). A warm shutdown waits
+# for running threads.
 # https://docs.celeryq.dev/en/stable/userguide/concurrency/index.html
 CELERY_WORKER_POOL = "threads"
 # Jobs fit well inside Heroku's 30 s shutdown window, so a warm shutdown can let every running job finish.
