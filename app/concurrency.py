@@ -4,7 +4,7 @@ Memory, first found wins: Heroku's DYNO_RAM (MB, exported by the Python buildpac
 process (systemd's MemoryMax on the VPS, a container's limit), else Heroku's smallest dyno (512 MB).
 
 The rule, for the packed layout (one dyno runs gunicorn, the Celery worker and beat), checked against the
-benchmark's PSS figures (python -m app.bench): the fixed part - the launcher, gunicorn's master, the Celery
+benchmark's PSS figures (python -m bench): the fixed part - the launcher, gunicorn's master, the Celery
 worker process and beat - is about 170 MB; each gunicorn gevent worker is a whole Django, about 45 MB idle and
 60 MB under a storm. The Celery pool is threads (app/settings.py), so a Celery slot costs a thread and a Redis
 connection, not a process. So a 512 MB dyno gets 2 web workers and 2 Celery threads (about 260 MB PSS idle,

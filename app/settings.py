@@ -238,7 +238,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # shutdown has only those to finish (at most 10 s each) inside the stop window.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Threads, not prefork processes: no process per slot (each prefork child is a whole Django + Celery, 35-45 MB
-# of PSS: the packed dyno went from ~320 to ~260 MB PSS idle, python -m app.bench), and more slots for
+# of PSS: the packed dyno went from ~320 to ~260 MB PSS idle, python -m bench), and more slots for
 # I/O-bound jobs cost a thread each (CELERY_WORKER_CONCURRENCY). CPU-bound jobs share one core, which on a
 # 512 MB dyno the web tier needs anyway. Celery's time limits are not enforced by this pool: run_job bounds
 # itself (the API caps ms at 10 s and a job stops at its deadline). A warm shutdown waits for running threads.
