@@ -212,8 +212,10 @@ if REDIS_URL:
     }
 else:
     # Embedded default: a folder-based broker and file results, no server to install. One machine only.
+    # The transport is kombu's filesystem one with whole-file writes (app/embedded.py says why).
     _broker_dir = LOCAL_DATA_DIR / "broker"
     CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT = "app.embedded:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
