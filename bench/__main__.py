@@ -27,7 +27,7 @@ import requests
 
 from bench import peers
 from bench.report import write_report
-from tests.local_dyno import REPO, RedisServer
+from tests.local_dyno import REPO, LocalDyno, RedisServer
 
 WRK_SCRIPT = """
 done = function(summary, latency, requests)
@@ -255,6 +255,7 @@ class Bench:
         for server in (packed, seed, gevent):
             self.results["memory"].setdefault("idle", {})[server.label] = server.memory_detail()
         idle = self.results["memory"]["idle"]
+        self.results["settings"]["niceness"] = niceness(idle["packed dyno"]["processes"])
         say("idle PSS: " + ", ".join(f"{label} {m['pss_mb']:.0f} MB" for label, m in idle.items()))
 
         self.sampler.phase = "http"
@@ -271,6 +272,7 @@ class Bench:
             self.results["lifecycle"][server.label].update({"stop_seconds": round(took, 2), "exit_status": status})
             say(f"{server.label} stopped in {took:.1f} s with status {status}")
         self.embedded()
+        self.scale()
 
     def http(self, servers):
         say(f"HTTP: wrk, 2 threads, {self.duration} s a run, best of {self.repeats}, the servers back to back")
@@ -373,6 +375,53 @@ class Bench:
         finally:
             dyno.stop()
 
+    def scale(self):
+        """Redis memory per 1,000 queued jobs, and a storm that does not fit, against a redis-server capped like
+        Heroku's smallest Key-Value Store plan (25 MB, noeviction). A web-only dyno (split layout, no worker)
+        keeps every job queued."""
+        import redis
+
+        mb = 25
+        say(f"scale: a redis-server capped at {mb} MB (noeviction, like Heroku's mini plan), jobs left queued")
+        capped = RedisServer(self.folder / "capped").start()
+        client = redis.Redis.from_url(capped.url)
+        client.config_set("maxmemory", f"{mb}mb")
+        client.config_set("maxmemory-policy", "noeviction")
+        web = LocalDyno(REPO, peers.config_vars(capped.url, DYNO_LAYOUT="split"), self.out / "capped.log")
+        web.label = "web only, capped Redis"
+        self.start(web)
+        scale = self.results["scale"]
+        scale["redis_maxmemory_mb"] = mb
+        try:
+            before = client.info("memory")["used_memory"]
+            ids = enqueue(web, "io", 0, 1000)
+            scale["queued_mb_per_1000"] = (client.info("memory")["used_memory"] - before) / 2**20
+            refused = None
+            for _ in range(20 if self.smoke else 400):  # 500 jobs a call: at most 200,000 jobs
+                response = requests.post(
+                    web.base_url + "/api/jobs", json={"kind": "io", "ms": 0, "count": 500}, timeout=30
+                )
+                if response.status_code != 202:
+                    refused = {"status": response.status_code, "body": response.text[:300]}
+                    break
+                ids += [job["id"] for job in response.json()["jobs"]]
+            found = fetch(web, ids)
+            scale.update(
+                {
+                    "queued_jobs_that_fit": len(ids),
+                    "refused": refused,
+                    "accepted_but_unknown": len(ids) - len(found),
+                    "serving_after": requests.get(web.base_url + "/api/health", timeout=10).status_code,
+                }
+            )
+            say(
+                f"  {scale['queued_mb_per_1000']:.2f} MB per 1,000 queued jobs; {len(ids):,} fit in {mb} MB; then "
+                f"{refused}; accepted but unknown: {scale['accepted_but_unknown']}"
+            )
+        finally:
+            web.close()
+            capped.stop()
+
 
 # --- small HTTP and Redis helpers ---------------------------------------------------------------------
 
@@ -412,6 +461,17 @@ def wait_quiet(server, ids, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(job["state"] == "running" for job in fetch(server, ids)):
         time.sleep(0.2)
+
+
+def niceness(processes):
+    """{process name: nice value} of a stack's processes (the web tier's precedence over the worker)."""
+    found = {}
+    for process in processes:
+        try:
+            found[process["name"]] = psutil.Process(process["pid"]).nice()
+        except psutil.Error:
+            continue
+    return found
 
 
 def purge(redis_url):

@@ -39,9 +39,13 @@ def stock_gunicorn(worker_class):
 
 
 def worker_with_beat():
-    """LocalProcfile's Celery worker with beat inside it (`-B`), as the seed ran it."""
-    command = process_command("worker", LOCAL_PROCFILE)
-    return command if " -B" in f" {command}" else f"{command} -B"
+    """LocalProcfile's Celery worker with beat inside it, as the seed ran it: at the default priority (the
+    dyno lowers its worker's with `nice`), with `-B` unless the line already has `--beat`."""
+    words = shlex.split(process_command("worker", LOCAL_PROCFILE))
+    if words[0] == "nice":
+        words = words[3:] if words[1] == "-n" else words[1:]
+    command = shlex.join(words)
+    return command if "--beat" in words or "-B" in words else f"{command} -B"
 
 
 def packed_dyno(redis_url, log_path, **extra):

@@ -268,6 +268,12 @@ def markdown(results):
             f"| {server} | {idle['pss_mb']:.0f} | {idle['rss_mb']:.0f} | {len(idle['processes'])} "
             f"| {peak.get('pss_mb', 0):.0f} | {boot} | {stop} |"
         )
+    nice = s.get("niceness")
+    if nice:
+        lines += [
+            "",
+            "Process priority in the packed dyno (nice): " + ", ".join(f"{k} {v}" for k, v in nice.items()) + ".",
+        ]
     idle = (mem.get("idle") or {}).get("packed dyno")
     if idle:
         lines += [

@@ -43,5 +43,8 @@ def test_bench_smoke_run_measures_every_peer_and_loses_no_job(tmp_path):
     for name, run in results["jobs"].items():
         assert (run["done"], run["lost"], run["duplicated_ids"]) == (run["jobs"], 0, 0), name
     assert results["lifecycle"]["packed dyno"]["exit_status"] == 0
+    # The web tier has precedence over the worker's CPU-bound jobs, in the running dyno.
+    niceness = results["settings"]["niceness"]
+    assert niceness["celery worker"] > niceness["gunicorn"], niceness
     assert all(target["measured"] != "not measured" for target in results["targets"])
     assert (tmp_path / "report.md").read_text().count("\n## ") >= 5
