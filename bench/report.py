@@ -135,6 +135,20 @@ def compute(results):
         else "not measured",
         bool(embedded) and embedded["jobs_per_s"] >= EMBEDDED_JOBS_TARGET and embedded["lost"] == 0,
     )
+    scale = results.get("scale") or {}
+    refused = scale.get("refused")
+    target(
+        f"a storm that does not fit in Redis (capped at {scale.get('redis_maxmemory_mb', 25)} MB) gets a 4xx or "
+        "503 naming it; no accepted job lost",
+        f"HTTP {refused['status']} after {scale['queued_jobs_that_fit']:,} queued jobs; "
+        f"{scale['accepted_but_unknown']} accepted jobs lost"
+        if refused
+        else "not measured",
+        bool(refused)
+        and (400 <= refused["status"] < 500 or refused["status"] == 503)
+        and "Redis" in refused["body"]
+        and scale["accepted_but_unknown"] == 0,
+    )
     losses = beaten_by_seed(results)
     target(
         "the packed dyno beats the seed-style stack on every row (req/s, p99, idle memory, stop time, storm)",
@@ -284,15 +298,37 @@ def markdown(results):
             )
             + ".",
         ]
-    scale = results.get("scale") or {}
-    if scale:
-        lines += ["", "## Scale (Redis)", ""]
-        if "done_mb_per_1000" in scale:
-            lines.append(
-                f"- Redis memory per 1,000 finished jobs (records kept for a day): {scale['done_mb_per_1000']:.2f} MB"
-            )
+    lines += _scale_lines(results.get("scale") or {})
     lines += ["", "![throughput, latency and memory](bench.svg)", ""]
     return "\n".join(lines)
+
+
+def _scale_lines(scale):
+    if not scale:
+        return []
+    lines = ["", "## Scale (Redis)", ""]
+    mb = scale.get("redis_maxmemory_mb", 25)
+    if "done_mb_per_1000" in scale:
+        done = scale["done_mb_per_1000"]
+        lines.append(
+            f"- Redis memory per 1,000 finished jobs (records kept for a day): {done:.2f} MB, so about "
+            f"{mb / done * 1000:,.0f} finished jobs fit in {mb} MB (Heroku's smallest Key-Value Store plan)"
+            if done > 0
+            else f"- Redis memory per 1,000 finished jobs: {done:.2f} MB"
+        )
+    if "queued_mb_per_1000" in scale:
+        lines.append(
+            f"- Redis memory per 1,000 queued jobs (record + message): {scale['queued_mb_per_1000']:.2f} MB; "
+            f"a Redis capped at {mb} MB (noeviction) took {scale['queued_jobs_that_fit']:,} queued jobs"
+        )
+        refused = scale.get("refused")
+        lines.append(
+            f"- The call that did not fit got HTTP {refused['status']}: `{refused['body']}`; accepted jobs "
+            f"unknown afterwards: {scale['accepted_but_unknown']}; /api/health then: {scale['serving_after']}"
+            if refused
+            else "- Every call fitted (the run stopped before Redis was full)"
+        )
+    return lines
 
 
 def plot(results, path):

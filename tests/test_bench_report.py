@@ -89,7 +89,15 @@ def _results(lost=0, seed_stop=3.0, busy_p99=300):
             "packed dyno": {"boot_seconds": 2.5, "stop_seconds": 2.0, "exit_status": 0},
             "seed-style": {"boot_seconds": 3.0, "stop_seconds": seed_stop, "exit_status": 143},
         },
-        "scale": {"done_mb_per_1000": 1.2},
+        "scale": {
+            "done_mb_per_1000": 1.2,
+            "redis_maxmemory_mb": 25,
+            "queued_mb_per_1000": 1.1,
+            "queued_jobs_that_fit": 21000,
+            "refused": {"status": 503, "body": '{"error": "the job store (Redis) is full"}'},
+            "accepted_but_unknown": 0,
+            "serving_after": 200,
+        },
         "settings": {"web_concurrency": 2, "celery_pool": "threads", "celery_concurrency": 2, "broker": "redis"},
         "machine": {
             "cpus": 2,
