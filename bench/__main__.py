@@ -324,7 +324,10 @@ class Bench:
         time.sleep(0.5)
         for connections in self.connections:
             rows[("busy", connections)] = self.wrk(server, "plain page, worker busy", "/", connections)
-        done = sum(1 for job in fetch(server, ids) if job["state"] == "done")
+        finished = [job for job in fetch(server, ids) if job["state"] == "done"]
+        done = len(finished)
+        # A CPU job runs for its wall-clock length: how much it computed shows the worker's share of the CPU.
+        rounds = sum(job["result"]["rounds"] for job in finished)
         purge(server.config_vars["REDIS_URL"])
         for connections in self.connections:
             idle, busy = rows[("idle", connections)], rows[("busy", connections)]
@@ -337,9 +340,10 @@ class Bench:
                     "req_ratio": busy["req_per_s"] / idle["req_per_s"],
                     "p99_ratio": busy["p99_ms"] / idle["p99_ms"],
                     "cpu_jobs_done_while_busy": done,
+                    "cpu_rounds_while_busy": rounds,
                 }
             )
-        say(f"  {server.label}: the worker finished {done} CPU jobs of {TAX_JOB_MS} ms during the busy runs")
+        say(f"  {server.label}: the worker finished {done} CPU jobs of {TAX_JOB_MS} ms ({rounds:,} rounds of work)")
         wait_quiet(server, ids, 30)
 
     def jobs(self, packed, seed):
@@ -354,7 +358,7 @@ class Bench:
         self.sampler.phase = "storm"
         jobs["storm"] = self.http_jobs(packed, self.storm_jobs, 1, 100, label="storm, 1 per call")
         self.sampler.phase = "jobs"
-        jobs["seed_storm"] = self.http_jobs(seed, n, 1, 100, label="seed-style storm")
+        jobs["seed_storm"] = self.http_jobs(seed, self.storm_jobs, 1, 100, label="seed-style storm")
         done_mb = (redis_memory(url) - info) / 2**20
         self.results["scale"]["done_mb_per_1000"] = done_mb / self.storm_jobs * 1000
         for key, r in jobs.items():

@@ -238,7 +238,7 @@ def markdown(results):
         "## The packing tax: plain page while the worker runs CPU-bound jobs",
         "",
         "| Stack | Conns | idle req/s | idle p99 ms | busy req/s | busy p99 ms | busy ÷ idle req/s | busy ÷ idle p99 "
-        "| CPU jobs done while busy |",
+        "| CPU jobs done while busy (rounds of work) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in results["tax"]:
@@ -246,7 +246,7 @@ def markdown(results):
             f"| {row['server']} | {row['connections']} | {row['idle']['req_per_s']:,.0f} "
             f"| {row['idle']['p99_ms']:,.0f} "
             f"| {row['busy']['req_per_s']:,.0f} | {row['busy']['p99_ms']:,.0f} | {row['req_ratio']:.2f}x "
-            f"| {row['p99_ratio']:.2f}x | {row['cpu_jobs_done_while_busy']} |"
+            f"| {row['p99_ratio']:.2f}x | {row['cpu_jobs_done_while_busy']} ({row.get('cpu_rounds_while_busy', 0):,}) |"
         )
     lines += [
         "",
