@@ -12,7 +12,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # apt waits for another apt (a second checkout's make, unattended-upgrades) instead of failing on its lock.
 APT_GET := $(SUDO) apt-get -o DPkg::Lock::Timeout=600
 # Debian packages the tests drive for real (the Molecule host's podman and debootstrap come from its own script).
-TEST_PACKAGES := redis-server postgresql openssl git chromium
+TEST_PACKAGES := redis-server postgresql openssl git chromium wrk
 
 .PHONY: run test lint test-app test-vps system-packages checkov terraform-source bench
 
@@ -59,14 +59,15 @@ lint: $(VENV)/.dev-deps
 test-app: system-packages $(VENV)/.dev-deps $(CHECKOV_VENV)/.deps
 	cd $(CURDIR) && PATH=$(BIN):$$PATH python -m pytest
 
-# The mini benchmark: the packed dyno against bare gunicorn, driven by wrk and a job load process; writes
-# bench-report/report.md, report.json and bench.svg (about 4 minutes).
+# The mini benchmark: the packed dyno against its peers (bare gunicorn, the seed-style stack, the split layout)
+# and Celery's own ceiling, driven by wrk and a job load process; writes bench-report/report.md, report.json
+# and bench.svg (about 5 minutes on 2 cores). `make test` runs a smoke run of it (tests/test_bench_smoke.py).
 BENCH_PACKAGES := wrk redis-server
 bench: $(VENV)/.dev-deps
 	@missing=$$(for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then $(APT_GET) update -qq && \
 	  $(APT_GET) install -y -qq --no-install-recommends $$missing; fi
-	cd $(CURDIR) && PATH=$(BIN):$$PATH python -m app.bench
+	cd $(CURDIR) && PATH=$(BIN):$$PATH python -m bench
 
 # The Ansible roles on real systemd hosts (rootful Podman). A laptop without root skips with the reason;
 # CI (CI=true) never skips: the image script fails loudly instead. The commit is pinned once, so a commit

@@ -4,19 +4,22 @@ Memory, first found wins: Heroku's DYNO_RAM (MB, exported by the Python buildpac
 process (systemd's MemoryMax on the VPS, a container's limit), else Heroku's smallest dyno (512 MB).
 
 The rule, for the packed layout (one dyno runs gunicorn, the Celery worker and beat), checked against the
-benchmark's PSS figures (python -m app.bench): the fixed part - the launcher, gunicorn's master, the Celery
-worker process and beat - is about 170 MB; each gunicorn gevent worker is a whole Django, about 45 MB idle and
-60 MB under a storm. The Celery pool is threads (app/settings.py), so a Celery slot costs a thread and a Redis
-connection, not a process. So a 512 MB dyno gets 2 web workers and 2 Celery threads (about 260 MB PSS idle,
-under 300 MB at the peak of a 10,000-job storm); every further 256 MB buys one more web worker, and Celery
-threads follow the cores. In the split layout each dyno runs one side only, keeps the same counts and has
-memory to spare. Explicit WEB_CONCURRENCY / CELERY_WORKER_CONCURRENCY win.
+benchmark's PSS figures (python -m bench): the fixed part - the launcher, gunicorn's master, the Celery worker
+process and the beat child it forks (--beat) - is about 110 MB; each gunicorn gevent worker is a whole Django,
+about 50 MB idle and 60 MB under a storm. The Celery pool is threads (app/settings.py), so a Celery slot costs
+a thread and a Redis connection, not a process. So a 512 MB dyno gets 2 web workers and 2 Celery threads
+(about 210 MB PSS idle, under 300 MB at the peak of a 10,000-job storm); every further 256 MB buys one more
+web worker, and Celery threads follow the cores. In the split layout each dyno runs one side only, keeps the
+same counts and has memory to spare. Explicit WEB_CONCURRENCY / CELERY_WORKER_CONCURRENCY win.
 """
 
 import os
 from pathlib import Path
 
 DEFAULT_DYNO_MEMORY_MB = 512
+# Celery threads of a local run on the embedded broker (no REDIS_URL): `make run`'s default storm (I/O-bound
+# jobs of 20 ms) went from 30 jobs/s with 2 threads to the sender's pace with 8 (python -m bench).
+EMBEDDED_CELERY_THREADS = 8
 # cgroup v1 reports "no limit" as a huge number; anything above 1 TiB means unlimited.
 _UNLIMITED_BYTES = 1 << 40
 CPU_COUNT = os.cpu_count() or 1

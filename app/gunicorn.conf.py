@@ -193,7 +193,7 @@ forwarded_allow_ips = "*"
 # Errors to stdout. The per-request access log is off by default: Heroku's router (and nginx on the VPS)
 # already logs every request with its status, service time and request id, and in the packed dyno each app
 # log line also passes through the launcher - at a storm's rate that relay halved the web tier's throughput
-# (python -m app.bench: ~420 vs ~970 req/s at 200 connections). To get the lines back, with the router's
+# (python -m bench: ~420 vs ~970 req/s at 200 connections). To get the lines back, with the router's
 # request id so router and app lines join up:  GUNICORN_CMD_ARGS="--access-logfile -"
 accesslog = None
 errorlog = "-"

@@ -115,6 +115,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A storm larger than the Redis plan holds: a 503 naming it instead of a 500 (app/redis_full.py).
+    "app.redis_full.RedisFullMiddleware",
 ]
 
 ROOT_URLCONF = "app.urls"
@@ -260,14 +262,21 @@ if REDIS_URL:
     CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_SOCKET_TIMEOUT
 else:
     # Embedded default: a folder-based broker and file results, no server to install. One machine only.
+    # The transport is kombu's filesystem one with whole-file writes (app/embedded.py says why).
     _broker_dir = LOCAL_DATA_DIR / "broker"
     CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT = "app.embedded:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
         "control_folder": str(LOCAL_DATA_DIR / "broker-control"),
-        "polling_interval": 0.05,
+        # The worker looks for a message this often whenever its slots are full or the folder is empty:
+        # at 0.05 s each finished job waited up to 50 ms for the next (~100 listdirs a second when idle).
+        "polling_interval": 0.01,
     }
+    # No Redis connection limit to respect here, and the demo's jobs wait on I/O: threads are cheap.
+    if env_int("CELERY_WORKER_CONCURRENCY") is None:
+        CELERY_WORKER_CONCURRENCY = concurrency.EMBEDDED_CELERY_THREADS
     CELERY_RESULT_BACKEND = "app.jobs.embedded:AtomicFilesystemBackend+file://" + str(LOCAL_DATA_DIR / "results")
     for _folder in (_broker_dir, LOCAL_DATA_DIR / "broker-control", LOCAL_DATA_DIR / "results"):
         _folder.mkdir(parents=True, exist_ok=True)
@@ -289,7 +298,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # shutdown has only those to finish (at most 10 s each) inside the stop window.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Threads, not prefork processes: no process per slot (each prefork child is a whole Django + Celery, 35-45 MB
-# of PSS: the packed dyno went from ~320 to ~260 MB PSS idle, python -m app.bench), and more slots for
+# of PSS: the packed dyno went from ~320 to ~260 MB PSS idle, python -m bench), and more slots for
 # I/O-bound jobs cost a thread each (CELERY_WORKER_CONCURRENCY). CPU-bound jobs share one core, which on a
 # 512 MB dyno the web tier needs anyway. Celery's time limits are not enforced by this pool: every job bounds
 # itself (the API caps ms at 10 s and app/jobs/runner.py stops a job at its deadline). A warm shutdown waits

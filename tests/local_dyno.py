@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psutil
 
+from app.demo.memory import processes_memory
 from app.procfile import process_command
 from tests import dyno_suite
 
@@ -375,19 +376,41 @@ class LocalDyno:
         return found
 
     def memory(self):
-        """(sum of PSS, sum of RSS) in MB over every process of the dyno."""
-        pss = rss = 0
+        """(sum of PSS, sum of RSS) in MB over every process of the dyno (app/demo/memory.py sums them)."""
+        memory = self.memory_detail()
+        return memory["pss_mb"], memory["rss_mb"]
+
+    def memory_detail(self):
+        """app/demo/memory.py's figures for every process of the dyno: sums and one entry per process."""
+        members = []
         for pid in self.survivors():
-            try:
-                info = psutil.Process(pid).memory_full_info()
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-            pss += info.pss
-            rss += info.rss
-        return pss / 2**20, rss / 2**20
+            with contextlib.suppress(psutil.NoSuchProcess):
+                members.append(psutil.Process(pid))
+        return processes_memory(members)
 
     def close(self):
         if self.process and self.process.poll() is None:
             self.stop()
         for pid in self.survivors():
             os.kill(pid, signal.SIGKILL)
+
+
+class LocalCommand(LocalDyno):
+    """Any command started the way LocalDyno starts a dyno (`bash -c`, its own session, the dyno's environment
+    with $PORT, the mark on every process), stopped and weighed the same way: the benchmark's peers (bare
+    gunicorn, the seed-style honcho stack, a dyno pinned to one core)."""
+
+    def __init__(self, command, slug, config_vars, log_path):
+        super().__init__(slug, config_vars, log_path)
+        self.command = command
+
+    def launch(self):
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                ["bash", "-c", self.command],
+                cwd=self.slug,
+                env=self.environment(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )

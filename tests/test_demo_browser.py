@@ -9,14 +9,16 @@ Screenshots land in ./artifacts/ for a person to look at.
 import json
 import os
 import shutil
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from app.bench import harness
+from tests.local_dyno import REPO, LocalDyno, RedisServer
 
-ARTIFACTS = harness.ROOT / "artifacts"
+ARTIFACTS = REPO / "artifacts"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -59,16 +61,21 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def dyno():
-    harness.collectstatic()
-    redis = harness.Redis().start() if shutil.which("redis-server") else None
+def dyno(tmp_path_factory):
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput"], cwd=REPO, check=True, stdout=subprocess.DEVNULL
+    )
+    redis = RedisServer(tmp_path_factory.mktemp("redis")).start() if shutil.which("redis-server") else None
     ARTIFACTS.mkdir(exist_ok=True)
-    service = harness.dyno(redis_url=redis.url if redis else None, log_path=ARTIFACTS / "demo-browser-dyno.log")
+    config_vars = {"DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost", "DYNO_LAYOUT": "packed"}
+    if redis:
+        config_vars["REDIS_URL"] = redis.url
+    service = LocalDyno(REPO, config_vars, ARTIFACTS / "demo-browser-dyno.log")
     try:
         service.start()
         yield service
     finally:
-        service.stop()
+        service.close()
         if redis:
             redis.stop()
 

@@ -113,7 +113,7 @@ def test_dyno_binds_port_well_inside_heroku_boot_timeout(heroku_dyno):
     record("idle_rss_mb", round(rss, 1))
     processes = len(heroku_dyno.survivors())
     record("processes", processes)
-    # web master + 2 workers, Celery parent + its pool, beat, the launcher and its output readers
+    # web master + 2 workers, the Celery worker + its beat child, the launcher and its output readers
     assert processes >= 6
 
 
@@ -186,7 +186,7 @@ def test_split_layout_runs_web_and_worker_in_separate_dynos(slug, heroku_config,
     worker.launch()
     assert not any("celery" in command for command in web.commands()), web.commands()
     dyno_suite.check_job_round_trip(web, count=5)
-    assert any("celery" in command and " beat" in command for command in worker.commands())
+    assert any("celery" in command and " --beat" in command for command in worker.commands())
 
 
 def test_worker_process_type_refuses_to_run_in_packed_layout(slug, heroku_config, dynos):

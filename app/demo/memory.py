@@ -63,11 +63,16 @@ def _label(cmdline):
 def tree_memory(root=None):
     """{"pss_mb", "rss_mb", "processes": [...]} for `root` (default: this dyno's root) and its descendants."""
     root = root or dyno_root()
-    processes = []
     try:
         members = [root] + root.children(recursive=True)
     except psutil.Error:
         members = [root]
+    return {"root_pid": root.pid, **processes_memory(members)}
+
+
+def processes_memory(members):
+    """{"pss_mb", "rss_mb", "processes": [...]} summed over the given psutil processes (gone ones skipped)."""
+    processes = []
     for process in members:
         try:
             info = process.memory_full_info()
@@ -83,7 +88,6 @@ def tree_memory(root=None):
             }
         )
     return {
-        "root_pid": root.pid,
         "pss_mb": round(sum(p["pss_mb"] for p in processes), 1),
         "rss_mb": round(sum(p["rss_mb"] for p in processes), 1),
         "processes": processes,

@@ -1,14 +1,16 @@
 """The benchmark's load process for jobs (HTTP wrk cannot do: enqueue, then read every result back).
 
-    python -m app.bench.load http   --url URL --jobs N --per-call K --inflight C --kind io --ms 0
-    python -m app.bench.load celery --jobs N --kind io --ms 0          (needs REDIS_URL, like the dyno)
+    python -m bench.load http          --url URL --jobs N --per-call K --inflight C --kind io --ms 0
+    python -m bench.load celery-tasks  --jobs N --kind io --ms 0     (needs REDIS_URL, like the dyno)
+    python -m bench.load celery-chunks --jobs N --kind io --ms 0
 
 `http` does what the demo page does, from its own process: C greenlets keep POST /api/jobs calls in flight,
 each enqueuing K jobs, while a poller reads the oldest unfinished jobs back with GET /api/jobs?ids=...
 (batches of 200, a few in parallel) until every job is done or failed.
 
-`celery` is the naive round trip every Celery tutorial shows, with no HTTP: `.delay()` each job, then
-`.get()` each result, against the same worker.
+`celery-tasks` and `celery-chunks` are Celery's ceiling on the same worker and broker, with no HTTP: every
+job published through Celery's public API as fast as it goes (one task each, or Celery's own chunks), then
+every result awaited.
 
 Both print progress to stderr and one JSON line to stdout: jobs/s, latency percentiles, lost/duplicated.
 """
@@ -42,7 +44,7 @@ class Progress:
             print(f"    {self.label}: {done:,}/{self.total:,} done", file=sys.stderr, flush=True)
 
 
-def run_http(args):  # noqa: C901 - one loop per HTTP client; split when the bench moves
+def run_http(args):  # noqa: C901 - one loop per HTTP client
     from gevent import monkey
 
     monkey.patch_all()
@@ -187,49 +189,62 @@ def run_http(args):  # noqa: C901 - one loop per HTTP client; split when the ben
 
 
 def run_celery(args):
+    """Celery's own best on the same worker and broker, through its public API: every job published at once
+    (a group: one producer, as fast as Celery goes) or in Celery's own chunks (`task.chunks`, the same
+    chunk size the job API uses), then every result awaited."""
     import os
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
+    import django
+
+    django.setup()
+    from celery import group
+
+    from app.jobs.store import CHUNK_JOBS
     from app.jobs.tasks import run_job
 
     n = args.jobs
     started = time.monotonic()
-    results = [
-        run_job.delay(kind=args.kind, ms=args.ms, enqueued_at=time.time(), web_worker="bench .delay()")
-        for _ in range(n)
-    ]
+    enqueued_at = time.time()
+    if args.mode == "celery-tasks":
+        signatures = (
+            run_job.s(kind=args.kind, ms=args.ms, enqueued_at=enqueued_at, web_worker="bench: Celery group")
+            for _ in range(n)
+        )
+        result = group(signatures).apply_async()
+    else:
+        arguments = [(args.kind, args.ms, enqueued_at, "bench: Celery chunks")] * n
+        result = run_job.chunks(arguments, CHUNK_JOBS).group().apply_async()
     enqueue_seconds = time.monotonic() - started
-    progress = Progress(f"{args.label} (.delay() then .get())", n)
-    values, failed, latency = [], 0, []
-    for i, result in enumerate(results):
-        try:
-            value = result.get(timeout=120)
-            values.append(value)
-            latency.append(value["finished_at"] - value.get("started_at", value["finished_at"]))
-        except Exception:  # noqa: BLE001 - a failed job is counted, not fatal
-            failed += 1
-        progress.show(i + 1)
+    print(f"    {args.label}: {n:,} jobs published in {enqueue_seconds:.1f} s", file=sys.stderr, flush=True)
+    values = result.join_native(timeout=300, propagate=False)
     elapsed = time.monotonic() - started
-    progress.show(n, force=True)
-    ids = [r.id for r in results]
+    if args.mode == "celery-chunks":
+        values = [v for chunk in values for v in (chunk if isinstance(chunk, list) else [chunk])]
+    done = [v for v in values if isinstance(v, dict) and v.get("finished_at")]
+    ids = [r.id for r in result.results]
+    latency = [v["finished_at"] - enqueued_at for v in done]
     return {
-        "mode": "celery",
+        "mode": args.mode,
         "jobs": n,
+        "per_call": CHUNK_JOBS if args.mode == "celery-chunks" else 1,
         "kind": args.kind,
         "ms": args.ms,
-        "done": len(values),
-        "failed": failed,
-        "lost": n - len(values) - failed,
+        "enqueued": n,
+        "done": len(done),
+        "failed": len(values) - len(done),
+        "lost": n - len(values),
         "duplicated_ids": len(ids) - len(set(ids)),
         "seconds": elapsed,
         "enqueue_seconds": enqueue_seconds,
-        "jobs_per_s": len(values) / elapsed if elapsed else 0.0,
+        "jobs_per_s": len(done) / elapsed if elapsed else 0.0,
+        "latency_s": percentiles(latency),
     }
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m app.bench.load", description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=["http", "celery"])
+    parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=["http", "celery-tasks", "celery-chunks"])
     parser.add_argument("--url", default="http://127.0.0.1:5000")
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--per-call", type=int, default=1)

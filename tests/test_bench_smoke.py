@@ -1,0 +1,50 @@
+"""The benchmark itself, run small (`python -m bench --smoke`) so it cannot rot: every peer boots, every phase
+runs against the real servers, no job is lost, and the report has every table. The figures of a smoke run
+mean nothing; `make bench` is the measurement."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.local_dyno import REPO
+
+
+def test_bench_smoke_run_measures_every_peer_and_loses_no_job(tmp_path):
+    missing = [tool for tool in ("wrk", "redis-server", "taskset") if not shutil.which(tool)]
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"{', '.join(missing)} missing: `make test` installs them")
+        pytest.skip(f"{', '.join(missing)} not installed (`make test` installs them)")
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
+    results = json.loads((tmp_path / "report.json").read_text())
+    servers = {row["server"] for row in results["http"]}
+    assert servers == {"packed dyno", "seed-style", "bare gevent", "bare sync"}
+    assert all(row["errors"] == 0 and row["requests"] > 0 for row in results["http"])
+    assert {row["server"] for row in results["tax"]} == {"packed dyno", "seed-style", "split, pinned"}
+    assert set(results["jobs"]) == {
+        "storm",
+        "celery_tasks",
+        "http_together",
+        "celery_chunks",
+        "seed_storm",
+        "embedded_storm",
+    }
+    for name, run in results["jobs"].items():
+        assert (run["done"], run["lost"], run["duplicated_ids"]) == (run["jobs"], 0, 0), name
+    assert results["lifecycle"]["packed dyno"]["exit_status"] == 0
+    # The web tier has precedence over the worker's CPU-bound jobs, in the running dyno.
+    niceness = results["settings"]["niceness"]
+    assert niceness["celery worker"] > niceness["gunicorn"], niceness
+    assert all(target["measured"] != "not measured" for target in results["targets"])
+    assert (tmp_path / "report.md").read_text().count("\n## ") >= 5
