@@ -200,7 +200,7 @@ def run_celery(args):
     django.setup()
     from celery import group
 
-    from app.jobs.store import CHUNK_JOBS
+    from app.jobs.enqueue import CHUNK_JOBS
     from app.jobs.tasks import run_job
 
     n = args.jobs

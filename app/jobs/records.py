@@ -29,7 +29,7 @@ BROKER_NAME = "redis" if settings.REDIS_URL else "embedded broker"
 RUN_JOBS_TASK = "app.jobs.tasks.run_jobs"
 
 # redis-py's default pool allows 100 connections and then raises MaxConnectionsError: a gevent worker with
-# 200 status reads in flight got 500s from it (python -m app.bench). Our own reads and writes share a small
+# 200 status reads in flight got 500s from it (python -m bench). Our own reads and writes share a small
 # blocking pool per process instead: a greenlet (or pool thread) waits its turn for a connection, MGETs take
 # well under a millisecond, and the dyno stays inside the Redis plan's connection limit (20 on Heroku's mini).
 REDIS_POOL_SIZE = 8

@@ -26,7 +26,7 @@ def run_jobs(self, jobs):
 @shared_task(name="app.jobs.tasks.run_job")
 def run_job(kind, ms, enqueued_at, web_worker):
     """One job per message and its result by Celery's own backend: the benchmark's naive `.delay()` then
-    `.get()` round trip (app/bench/load.py), and messages queued by releases that sent one job per message."""
+    `.get()` round trip (bench/load.py), and messages queued by releases that sent one job per message."""
     return runner.execute(kind, ms)
 
 
