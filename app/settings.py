@@ -115,8 +115,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # A storm larger than the Redis plan holds: a 503 naming it instead of a 500 (app/redis_full.py).
-    "app.redis_full.RedisFullMiddleware",
 ]
 
 ROOT_URLCONF = "app.urls"

@@ -14,6 +14,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
+from redis.exceptions import OutOfMemoryError
 
 from app.jobs import heartbeat, records
 from app.jobs.enqueue import enqueue
@@ -78,6 +79,32 @@ def unavailable(dependency, problem):
     return response
 
 
+def _redis_out_of_memory(problem):
+    """The OOM refusal itself, or one kombu or Celery raised from it."""
+    seen = set()
+    while problem is not None and id(problem) not in seen:
+        if isinstance(problem, OutOfMemoryError):
+            return True
+        seen.add(id(problem))
+        problem = problem.__cause__ or problem.__context__
+    return False
+
+
+def redis_full(problem):
+    """Heroku's Key-Value Store (and the VPS's redis-server, policy noeviction) refuse writes at maxmemory:
+    nothing queued or finished is dropped to make room. A job's record is written before it is published,
+    so the refused request's jobs were never accepted, and the jobs already accepted stay queued and run."""
+    outages.report("redis (full)", problem)
+    message = (
+        "the job store (Redis) is full: it refuses writes at its maxmemory, so this request's jobs were not "
+        "accepted; jobs already accepted are kept and still run. Retry once some have finished and expired, "
+        "or move to a Redis plan with more memory."
+    )
+    response = error(503, message, unavailable=records.BROKER_NAME)
+    response["Retry-After"] = "30"
+    return response
+
+
 def api(*methods):
     """Every API view: no CSRF (a JSON API without cookie auth), a JSON 405 for any other method (like
     Django's require_http_methods, but JSON), and a JSON 503 naming the broker when Redis fails."""
@@ -92,6 +119,8 @@ def api(*methods):
             try:
                 return view(request, *args, **kwargs)
             except records.BROKER_ERRORS as problem:
+                if _redis_out_of_memory(problem):
+                    return redis_full(problem)
                 return unavailable(records.BROKER_NAME, problem)
 
         checked.allowed_methods = methods  # read by the OpenAPI consistency test
