@@ -14,7 +14,7 @@ APT_GET := $(SUDO) apt-get -o DPkg::Lock::Timeout=600
 # Debian packages the tests drive for real (the Molecule host's podman and debootstrap come from its own script).
 TEST_PACKAGES := redis-server postgresql openssl git chromium
 
-.PHONY: run test lint test-app test-vps system-packages checkov terraform-source bench
+.PHONY: run test lint test-app test-vps system-packages checkov terraform-source terraform-tools bench
 
 $(VENV)/.run-deps: requirements.txt
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { $(APT_GET) update -qq && \
@@ -56,7 +56,7 @@ lint: $(VENV)/.dev-deps
 	$(BIN)/ruff format --check .
 	$(BIN)/shellcheck .ci/run $$(git ls-files '*.sh')
 
-test-app: system-packages $(VENV)/.dev-deps $(CHECKOV_VENV)/.deps
+test-app: system-packages $(VENV)/.dev-deps $(CHECKOV_VENV)/.deps terraform-tools
 	cd $(CURDIR) && PATH=$(BIN):$$PATH python -m pytest
 
 # The mini benchmark: the packed dyno against bare gunicorn, driven by wrk and a job load process; writes
@@ -86,6 +86,12 @@ $(CHECKOV_VENV)/.deps: terraform/requirements-checkov.txt
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install -q --disable-pip-version-check -r terraform/requirements-checkov.txt
 	@touch $@
+
+# Terraform for the tests (tests/terraform_tools.py): terraform on PATH, else OpenTofu built from its Go module;
+# the providers built from the Go module proxy into a filesystem mirror under ~/.cache/double-boiler, once per
+# version. It says which module it could not have; the tests that need it then skip, naming it.
+terraform-tools: $(VENV)/.run-deps
+	cd $(CURDIR) && PATH=$(BIN):$$PATH:/usr/local/go/bin python -m tests.terraform_tools
 
 # Static analysis of terraform/, offline (no Prisma Cloud account, no policy download).
 checkov: $(CHECKOV_VENV)/.deps
