@@ -10,9 +10,10 @@ set -eu
 
 api_url=${HEROKU_API_URL:-https://api.heroku.com}
 api_url=${api_url%/}
-# How long a release phase may run (seconds), and how often to look.
+# How long a release phase may run and how often to look, and how long one API call may take (seconds).
 timeout=${HEROKU_RELEASE_TIMEOUT:-1800}
 interval=${HEROKU_RELEASE_POLL:-5}
+max_time=${HEROKU_API_MAX_TIME:-60}
 
 die() {
   echo "heroku-api.sh: $*" >&2
@@ -27,7 +28,7 @@ call() {
   else
     auth="netrc-file = \"${NETRC_PATH:-$HOME/.netrc}\""
   fi
-  body=$(printf '%s\n' "$auth" | curl --config - --silent --show-error --max-time 60 --request "$1" \
+  body=$(printf '%s\n' "$auth" | curl --config - --silent --show-error --max-time "$max_time" --request "$1" \
     --header 'Accept: application/vnd.heroku+json; version=3' --header 'Content-Type: application/json' \
     --write-out '\n%{http_code}' "$api_url$2") || die "$1 $2: curl failed"
   code=$(printf '%s' "$body" | tail -n 1)
