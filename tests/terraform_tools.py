@@ -9,6 +9,7 @@
   Init runs on copies: the lock file it writes records the hashes of the local builds, which differ from the
   registry's, and never lands in the repository.
 
+DOUBLE_BOILER_TERRAFORM=tofu runs the tests under OpenTofu where terraform is installed too.
 `python -m tests.terraform_tools` builds everything (the Makefile's `terraform-tools` target) and says what
 it could not have and why.
 """
@@ -140,8 +141,10 @@ class Toolchain:
 
 
 def find_binary():
-    """terraform on PATH, else tofu on PATH, else OpenTofu built from its Go module into the cache."""
-    for name in ("terraform", "tofu"):
+    """terraform on PATH, else tofu on PATH, else OpenTofu built from its Go module into the cache.
+    DOUBLE_BOILER_TERRAFORM=tofu picks OpenTofu even where terraform is installed (on PATH or built)."""
+    names = ["tofu"] if os.environ.get("DOUBLE_BOILER_TERRAFORM") == "tofu" else ["terraform", "tofu"]
+    for name in names:
         found = shutil.which(name)
         if found:
             return found, f"{name} on PATH"
