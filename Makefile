@@ -11,8 +11,9 @@ PORT ?= 5000
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # apt waits for another apt (a second checkout's make, unattended-upgrades) instead of failing on its lock.
 APT_GET := $(SUDO) apt-get -o DPkg::Lock::Timeout=600
-# Debian packages the tests drive for real (the Molecule host's podman and debootstrap come from its own script).
-TEST_PACKAGES := redis-server postgresql openssl git chromium
+# Debian packages the tests drive for real (the Molecule host's podman and debootstrap come from its own script;
+# curl runs terraform/scripts/heroku-api.sh).
+TEST_PACKAGES := redis-server postgresql openssl git chromium curl
 
 .PHONY: run test lint test-app test-vps system-packages checkov terraform-source terraform-tools bench
 
