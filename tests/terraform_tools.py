@@ -20,14 +20,15 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "double-boiler"
 MIRROR = CACHE / "terraform-providers"
-OPENTOFU = ("github.com/opentofu/opentofu", "v1.10.10", "./cmd/tofu")
+# Built as its release is (.goreleaser.yaml): without the version's "-dev" marker.
+OPENTOFU_LDFLAGS = "-s -w -X github.com/opentofu/opentofu/version.dev=no"
+OPENTOFU = ("github.com/opentofu/opentofu", "v1.10.10", "./cmd/tofu", OPENTOFU_LDFLAGS)
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def _first_error(text):
     return " ".join(" ".join(lines[-3:]).split()) if lines else "no output"
 
 
-def go_build(module, version, package, output):
+def go_build(module, version, package, output, ldflags=""):
     """Builds `package` of the Go module `module@version` into `output`: the module is downloaded from the Go
     module proxy and built as the main module, so its own replace directives apply (which `go install
     module@version` refuses). Returns None, or why it could not be built."""
@@ -89,23 +90,26 @@ def go_build(module, version, package, output):
     if "Error" in info or "Dir" not in info:
         return f"go mod download: {' '.join(info.get('Error', _first_error(download.stderr)).split())}"
     output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="double-boiler-build-") as work:
-        source = Path(work) / "src"
-        shutil.copytree(info["Dir"], source)
-        for path in [source, *source.rglob("*")]:
-            path.chmod(path.stat().st_mode | 0o200)
-        partial = output.with_name(output.name + ".partial")
-        build = subprocess.run(
-            [go, "build", "-trimpath", "-o", str(partial), package],
-            cwd=source,
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-        )
-        if build.returncode != 0:
-            return f"go build {module}@{version} {package}: {_first_error(build.stderr)}"
-        partial.rename(output)
+    # A writable copy at a fixed place, so that Go's build cache serves a rebuild (a new directory would
+    # recompile every package of the module).
+    source = CACHE / "go-src" / f"{module.replace('/', '_')}@{version}"
+    shutil.rmtree(source, ignore_errors=True)
+    shutil.copytree(info["Dir"], source)
+    for path in [source, *source.rglob("*")]:
+        path.chmod(path.stat().st_mode | 0o200)
+    partial = output.with_name(output.name + ".partial")
+    build = subprocess.run(
+        [go, "build", "-trimpath", f"-ldflags={ldflags}", "-o", str(partial), package],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    shutil.rmtree(source, ignore_errors=True)
+    if build.returncode != 0:
+        return f"go build {module}@{version} {package}: {_first_error(build.stderr)}"
+    partial.rename(output)
     return None
 
 
@@ -148,11 +152,11 @@ def find_binary():
         found = shutil.which(name)
         if found:
             return found, f"{name} on PATH"
-    module, version, package = OPENTOFU
+    module, version, package, ldflags = OPENTOFU
     tofu = CACHE / f"tofu-{version}" / "tofu"
     if tofu.exists():
         return str(tofu), f"OpenTofu {version}, built earlier into {tofu.parent}"
-    error = go_build(module, version, package, tofu)
+    error = go_build(module, version, package, tofu, ldflags)
     if error:
         return None, f"no terraform or tofu on PATH, and OpenTofu could not be built: {error}"
     return str(tofu), f"OpenTofu {version}, built from its Go module into {tofu.parent}"
