@@ -11,10 +11,11 @@ PORT ?= 5000
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # apt waits for another apt (a second checkout's make, unattended-upgrades) instead of failing on its lock.
 APT_GET := $(SUDO) apt-get -o DPkg::Lock::Timeout=600
-# Debian packages the tests drive for real (the Molecule host's podman and debootstrap come from its own script).
-TEST_PACKAGES := redis-server postgresql openssl git chromium wrk
+# Debian packages the tests drive for real (the Molecule host's podman and debootstrap come from its own script;
+# curl runs terraform/scripts/heroku-api.sh; wrk drives the benchmark's smoke run).
+TEST_PACKAGES := redis-server postgresql openssl git chromium curl wrk
 
-.PHONY: run test lint test-app test-vps system-packages checkov terraform-source bench
+.PHONY: run test lint test-app test-vps system-packages checkov terraform-source terraform-tools bench
 
 $(VENV)/.run-deps: requirements.txt
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { $(APT_GET) update -qq && \
@@ -56,7 +57,7 @@ lint: $(VENV)/.dev-deps
 	$(BIN)/ruff format --check .
 	$(BIN)/shellcheck .ci/run $$(git ls-files '*.sh')
 
-test-app: system-packages $(VENV)/.dev-deps $(CHECKOV_VENV)/.deps
+test-app: system-packages $(VENV)/.dev-deps $(CHECKOV_VENV)/.deps terraform-tools
 	cd $(CURDIR) && PATH=$(BIN):$$PATH python -m pytest
 
 # The mini benchmark: the packed dyno against its peers (bare gunicorn, the seed-style stack, the split layout)
@@ -87,6 +88,12 @@ $(CHECKOV_VENV)/.deps: terraform/requirements-checkov.txt
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install -q --disable-pip-version-check -r terraform/requirements-checkov.txt
 	@touch $@
+
+# Terraform for the tests (tests/terraform_tools.py): terraform on PATH, else OpenTofu built from its Go module;
+# the providers built from the Go module proxy into a filesystem mirror under ~/.cache/double-boiler, once per
+# version. It says which module it could not have; the tests that need it then skip, naming it.
+terraform-tools: $(VENV)/.run-deps
+	cd $(CURDIR) && PATH=$(BIN):$$PATH:/usr/local/go/bin python -m tests.terraform_tools
 
 # Static analysis of terraform/, offline (no Prisma Cloud account, no policy download).
 checkov: $(CHECKOV_VENV)/.deps

@@ -24,8 +24,8 @@ output "dns_targets" {
 }
 
 output "release_id" {
-  description = "ID of the release the last heroku_build created."
-  value       = heroku_build.this.release_id
+  description = "ID of the release the last heroku_build created, once its release phase succeeded."
+  value       = terraform_data.release.output
 }
 
 output "scheduler_jobs" {
@@ -35,6 +35,6 @@ output "scheduler_jobs" {
 
 output "config_vars" {
   description = "Config vars set by this configuration, secrets included (sensitive: read with `terraform output -json config_vars`)."
-  value       = merge(local.config_vars, local.sensitive_config_vars, heroku_app_config_association.allowed_hosts.vars)
+  value       = merge(local.config_vars, { DJANGO_SECRET_KEY = random_password.django_secret_key.result }, local.external_config_vars, heroku_app_config_association.allowed_hosts.vars)
   sensitive   = true
 }

@@ -37,7 +37,7 @@ variable "stack" {
 }
 
 variable "team" {
-  description = "Heroku Team (organization) that owns the app. null creates the app in the personal account of the API key's user."
+  description = "Heroku Team (organization) that owns the app. null creates the app in the personal account of the API key's user. Read at creation only: a later change never moves the app (a new app would start with empty Postgres and Key-Value Store add-ons); the plan warns instead, and `heroku apps:transfer` moves it with its data."
   type        = string
   default     = null
 
@@ -48,10 +48,15 @@ variable "team" {
 }
 
 variable "acm" {
-  description = "Turn on Heroku Automated Certificate Management, which issues and renews TLS certificates for custom_domains. Not every dyno type supports it: see Heroku's ACM article."
+  description = "Turn on Heroku Automated Certificate Management, which issues and renews TLS certificates for custom_domains. It is turned on once the web formation runs on its dyno_size (eco dynos have no ACM); the certificates then take minutes to issue (`heroku certs:auto`)."
   type        = bool
   default     = false
   nullable    = false
+
+  validation {
+    condition     = !var.acm || var.dyno_size != "eco"
+    error_message = "acm needs a basic, standard or performance dyno_size: Heroku offers no Automated Certificate Management on eco dynos."
+  }
 }
 
 variable "custom_domains" {
@@ -84,12 +89,10 @@ variable "extra_config_vars" {
     error_message = "extra_config_vars keys must be environment variable names: letters, digits and underscores, not starting with a digit."
   }
 
+  # The reserved names are derived from app.json (locals.tf): its "env" keys and its add-ons' URLs.
   validation {
-    condition = length(setintersection(keys(var.extra_config_vars), [
-      "DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "DJANGO_DEBUG", "DYNO_LAYOUT", "WEB_CONCURRENCY",
-      "CELERY_WORKER_CONCURRENCY", "REDIS_URL", "DATABASE_URL", "PORT", "DYNO", "DYNO_RAM",
-    ])) == 0
-    error_message = "extra_config_vars must not set DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, DJANGO_DEBUG, DYNO_LAYOUT, WEB_CONCURRENCY, CELERY_WORKER_CONCURRENCY, REDIS_URL, DATABASE_URL, PORT, DYNO or DYNO_RAM: use this module's own variables (or the add-ons) for those."
+    condition     = length(setintersection(keys(var.extra_config_vars), local.reserved_config_vars)) == 0
+    error_message = "extra_config_vars must not set ${join(", ", setintersection(keys(var.extra_config_vars), local.reserved_config_vars))}: ${join(", ", local.reserved_config_vars)} are set by this module's own variables (app.json \"env\"), the add-ons or Heroku itself."
   }
 }
 
@@ -175,7 +178,7 @@ variable "web_concurrency" {
 }
 
 variable "celery_worker_concurrency" {
-  description = "CELERY_WORKER_CONCURRENCY: Celery worker processes in the dyno that runs the worker. null leaves it unset, and the app sizes it from the dyno's memory (DYNO_RAM, see app/concurrency.py)."
+  description = "CELERY_WORKER_CONCURRENCY: Celery worker threads (the pool is threads) in the dyno that runs the worker. null leaves it unset, and the app sizes it from the dyno's memory and cores (DYNO_RAM, see app/concurrency.py)."
   type        = number
   default     = null
 
@@ -190,29 +193,35 @@ variable "celery_worker_concurrency" {
 # ---------------------------------------------------------------------------------------------------------
 
 variable "redis_plan" {
-  description = "Heroku Key-Value Store (Redis) plan, e.g. \"heroku-redis:mini\"; it sets REDIS_URL (Celery's broker and result store). null leaves the add-on out, and then redis_url must be set."
+  description = "Heroku Key-Value Store (Redis) plan slug, e.g. \"heroku-redis:premium-0\"; the add-on sets REDIS_URL (Celery's broker and result store). null (the default) takes app.json's plan. \"none\" leaves the add-on out, and then redis_url must be set."
   type        = string
-  default     = "heroku-redis:mini"
+  default     = null
 
+  # -var redis_plan=null on the command line passes the four-letter string, not null.
   validation {
-    condition     = var.redis_plan == null || can(regex("^heroku-redis:[a-z0-9-]+$", var.redis_plan))
-    error_message = "redis_plan must be null or a Heroku Key-Value Store plan slug such as \"heroku-redis:mini\"."
+    condition     = var.redis_plan != "null"
+    error_message = "redis_plan is the string \"null\" (what -var redis_plan=null passes): use redis_plan = \"none\" to leave the add-on out, or leave redis_plan unset for app.json's plan."
   }
 
   validation {
-    condition     = var.redis_plan != null || var.redis_url != null
-    error_message = "redis_plan is null, so set redis_url: the app needs REDIS_URL in production (Celery's broker and result store) and refuses to start without it."
+    condition     = var.redis_plan == null ? true : contains(["none", "null"], var.redis_plan) || can(regex("^heroku-redis:[a-z0-9-]+$", var.redis_plan))
+    error_message = "redis_plan must be null (app.json's plan), \"none\" (no add-on) or a Heroku Key-Value Store plan slug such as \"heroku-redis:premium-0\"."
+  }
+
+  validation {
+    condition     = var.redis_plan != "none" || var.redis_url != null
+    error_message = "redis_plan is \"none\", so set redis_url: the app needs REDIS_URL in production (Celery's broker and result store) and refuses to start without it."
   }
 
   # Both cross-checks sit here: a validation of redis_url that referred back to redis_plan would be a cycle.
   validation {
-    condition     = var.redis_plan == null || var.redis_url == null
-    error_message = "redis_plan adds the Key-Value Store add-on, which sets REDIS_URL itself: leave redis_url null, or set redis_plan = null to use redis_url."
+    condition     = var.redis_plan == "none" || var.redis_url == null
+    error_message = "redis_plan adds the Key-Value Store add-on, which sets REDIS_URL itself: leave redis_url null, or set redis_plan = \"none\" to use redis_url."
   }
 }
 
 variable "redis_url" {
-  description = "REDIS_URL of a Redis you run elsewhere, used only when redis_plan is null. Stored as a sensitive config var."
+  description = "REDIS_URL of a Redis you run elsewhere, used only when redis_plan is \"none\". Stored as a sensitive config var."
   type        = string
   default     = null
   sensitive   = true
@@ -224,29 +233,35 @@ variable "redis_url" {
 }
 
 variable "postgres_plan" {
-  description = "Heroku Postgres plan, e.g. \"heroku-postgresql:essential-0\"; it sets DATABASE_URL. null leaves the add-on out, and then database_url must be set."
+  description = "Heroku Postgres plan slug, e.g. \"heroku-postgresql:standard-0\"; the add-on sets DATABASE_URL. null (the default) takes app.json's plan. \"none\" leaves the add-on out, and then database_url must be set."
   type        = string
-  default     = "heroku-postgresql:essential-0"
+  default     = null
 
+  # -var postgres_plan=null on the command line passes the four-letter string, not null.
   validation {
-    condition     = var.postgres_plan == null || can(regex("^heroku-postgresql:[a-z0-9-]+$", var.postgres_plan))
-    error_message = "postgres_plan must be null or a Heroku Postgres plan slug such as \"heroku-postgresql:essential-0\"."
+    condition     = var.postgres_plan != "null"
+    error_message = "postgres_plan is the string \"null\" (what -var postgres_plan=null passes): use postgres_plan = \"none\" to leave the add-on out, or leave postgres_plan unset for app.json's plan."
   }
 
   validation {
-    condition     = var.postgres_plan != null || var.database_url != null
-    error_message = "postgres_plan is null, so set database_url: the app needs DATABASE_URL in production (a dyno's disk is wiped on every restart, so SQLite is refused there)."
+    condition     = var.postgres_plan == null ? true : contains(["none", "null"], var.postgres_plan) || can(regex("^heroku-postgresql:[a-z0-9-]+$", var.postgres_plan))
+    error_message = "postgres_plan must be null (app.json's plan), \"none\" (no add-on) or a Heroku Postgres plan slug such as \"heroku-postgresql:standard-0\"."
+  }
+
+  validation {
+    condition     = var.postgres_plan != "none" || var.database_url != null
+    error_message = "postgres_plan is \"none\", so set database_url: the app needs DATABASE_URL in production (a dyno's disk is wiped on every restart, so SQLite is refused there)."
   }
 
   # Both cross-checks sit here: a validation of database_url that referred back to postgres_plan would be a cycle.
   validation {
-    condition     = var.postgres_plan == null || var.database_url == null
-    error_message = "postgres_plan adds the Postgres add-on, which sets DATABASE_URL itself: leave database_url null, or set postgres_plan = null to use database_url."
+    condition     = var.postgres_plan == "none" || var.database_url == null
+    error_message = "postgres_plan adds the Postgres add-on, which sets DATABASE_URL itself: leave database_url null, or set postgres_plan = \"none\" to use database_url."
   }
 }
 
 variable "database_url" {
-  description = "DATABASE_URL of a Postgres you run elsewhere, used only when postgres_plan is null. Stored as a sensitive config var."
+  description = "DATABASE_URL of a Postgres you run elsewhere, used only when postgres_plan is \"none\". Stored as a sensitive config var."
   type        = string
   default     = null
   sensitive   = true
