@@ -26,9 +26,12 @@ locals {
   redis_plan    = var.redis_plan == "none" ? null : coalesce(var.redis_plan, local.manifest_plan["heroku-redis"])
   postgres_plan = var.postgres_plan == "none" ? null : coalesce(var.postgres_plan, local.manifest_plan["heroku-postgresql"])
 
-  # Config vars the app reads (app/settings.py); their descriptions live in app.json "env". REDIS_URL and
-  # DATABASE_URL come from the add-ons, or from redis_url / database_url when a plan is "none".
+  # Config vars the app reads (app/settings.py); their descriptions live in app.json "env". Each app.json
+  # "value" is the default (so a new config var needs no edit here), this module's own variables override
+  # theirs, and DJANGO_ALLOWED_HOSTS has its own association (main.tf). REDIS_URL and DATABASE_URL come from
+  # the add-ons, or from redis_url / database_url when a plan is "none".
   config_vars = merge(
+    { for name, spec in local.manifest.env : name => tostring(spec.value) if can(spec.value) && name != "DJANGO_ALLOWED_HOSTS" },
     var.extra_config_vars,
     {
       DJANGO_DEBUG = tostring(var.django_debug)

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -303,13 +304,13 @@ def defaults(tools, tmp_path_factory):
 
 def test_formation_process_types_exist_in_the_procfile(defaults):
     procfile = subprocess.run(
-        ["python", "-m", "app.procfile", "Procfile"], cwd=REPO, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "app.procfile", "Procfile"], cwd=REPO, capture_output=True, text=True, check=False
     )
     types = set(re.findall(r'resource "heroku_formation" "\w+" \{\n[^}]*?type\s*= "(\w+)"', MAIN_TF))
     assert types == set(defaults["formations"]) == {"web", "worker"}
     for process_type in types:
         command = subprocess.run(
-            ["python", "-m", "app.procfile", "Procfile", process_type], cwd=REPO, capture_output=True, text=True
+            [sys.executable, "-m", "app.procfile", "Procfile", process_type], cwd=REPO, capture_output=True, text=True
         )
         assert command.returncode == 0 and command.stdout.strip(), (process_type, procfile.stdout, command.stderr)
 
