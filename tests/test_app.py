@@ -1,5 +1,6 @@
 """The app in-process: settings read from the environment, the concurrency rule, the job API and its errors."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -375,3 +376,21 @@ def test_a_refused_redis_is_a_json_503_naming_it(client, monkeypatch):
     health = client.get("/api/health")
     assert health.status_code == 503 and "redis" in health.json()["down"]
     assert client.get("/").status_code == 200
+
+
+def test_a_publish_batch_cut_by_redis_is_a_json_503(client, monkeypatch):
+    """Redis refusing in the middle of kombu's pipelined publish raises kombu's BatchPublishError, not a
+    connection error: the client still gets the JSON 503 naming the broker (it was a 500)."""
+    import kombu.exceptions
+
+    from app.jobs import enqueue
+
+    @contextlib.contextmanager
+    def cut(producer):
+        yield
+        raise kombu.exceptions.BatchPublishError("Redis publish batch failed; delivery is uncertain")
+
+    monkeypatch.setattr(enqueue, "_batched", cut)
+    response = client.post("/api/jobs", {"kind": "io", "ms": 1}, content_type="application/json")
+    assert response.status_code == 503, response.content
+    assert response.json()["unavailable"] == "redis"

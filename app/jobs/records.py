@@ -23,7 +23,12 @@ from app.celery import app as celery_app
 # What a failing broker or result store raises on the web side: Redis refused, reset or stalled past its
 # socket timeout, the pool's wait for a free connection, kombu's publish errors; the embedded store's
 # folder errors. The API answers these with a JSON 503 naming BROKER_NAME.
-BROKER_ERRORS = (redis.exceptions.RedisError, kombu.exceptions.OperationalError, OSError)
+BROKER_ERRORS = (
+    redis.exceptions.RedisError,
+    kombu.exceptions.OperationalError,
+    kombu.exceptions.BatchPublishError,  # the publish batch failed part-way (Redis refused mid-pipeline)
+    OSError,
+)
 BROKER_NAME = "redis" if settings.REDIS_URL else "embedded broker"
 
 RUN_JOBS_TASK = "app.jobs.tasks.run_jobs"
