@@ -228,6 +228,8 @@ if PRODUCTION and not REDIS_URL:
 
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
+    # kombu's Redis transport, with the fix that keeps a refused Redis from killing the worker.
+    CELERY_BROKER_TRANSPORT = "app.redis_transport:Transport"
     CELERY_RESULT_BACKEND = REDIS_URL
     if urlparse(REDIS_URL).scheme == "rediss":
         # Heroku Key-Value Store requires TLS but presents a self-signed certificate.

@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 
+import pytest
 from celery import Celery
 from celery.backends.filesystem import FilesystemBackend
 from honcho.printer import Printer
@@ -92,3 +93,27 @@ def test_celery_file_backend_adapter_never_shows_a_half_written_record(tmp_path)
     stop.set()
     reader.join()
     assert seen == {len(big)}
+
+
+def test_kombu_redis_adapter_turns_a_closed_connection_into_an_error_celery_ignores():
+    """Celery releases a broken broker connection with its connection errors ignored; closing a channel then
+    builds a client from the connection, which kombu has already dropped (transport.client is None). Stock
+    kombu raises AttributeError there, which killed the worker; the adapter raises redis' ConnectionError,
+    one of the transport's connection errors. If kombu changes this, one of the two assertions fails."""
+    import redis
+    from kombu import Connection
+    from kombu.transport import redis as kombu_redis
+
+    from app import redis_transport
+
+    for transport, raised in (
+        (kombu_redis.Transport, AttributeError),
+        (redis_transport.Transport, redis.ConnectionError),
+    ):
+        connection = Connection(os.environ["REDIS_URL"], transport=transport)
+        channel = connection.channel()
+        assert channel._connparams()["port"] == connection.port  # a live connection works through it
+        connection.transport.client = None  # what kombu's Connection._do_close_transport() does first
+        with pytest.raises(raised):
+            channel._connparams()
+        assert issubclass(raised, tuple(connection.transport.connection_errors)) is (raised is not AttributeError)
