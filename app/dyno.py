@@ -10,6 +10,8 @@ honcho runs the processes (its Manager and Procfile parser); this module adds wh
 - a 28 s stop window instead of honcho's hard-coded 5 s KILL_WAIT, so gunicorn and Celery finish their
   in-flight work inside Heroku's 30 s between SIGTERM and SIGKILL;
 - when any process dies, the whole dyno stops and exits non-zero, so Heroku (or systemd) restarts it;
+- on the VPS, the listening socket systemd holds for the web dyno (socket activation: the port stays open
+  across restarts, so connections wait instead of being refused) is handed to LocalProcfile's `web`;
 - nothing survives the dyno: the process groups of processes that already died (a killed gunicorn master
   leaves its workers behind) are signalled too, and the launcher waits for every group to empty.
 """
@@ -135,6 +137,21 @@ class DynoManager(Manager):
         return first
 
 
+def systemd_sockets():
+    """The listening sockets systemd passed to this dyno (sd_listen_fds: fds 3.., for this pid), or none."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return ()
+    return tuple(range(3, 3 + int(os.environ.get("LISTEN_FDS", "0"))))
+
+
+def hand_down_sockets(process, sockets):
+    """Give honcho's process the systemd sockets (honcho's Popen closes every other fd): the one adapter to
+    honcho's private `_child_ctor`. The command exports LISTEN_PID=$$ so the server it execs owns them."""
+    child_ctor = process._child_ctor
+    process._child_ctor = lambda cmd, **options: child_ctor(cmd, pass_fds=sockets, **options)
+    process.cmd = f"export LISTEN_PID=$$; {process.cmd}"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m app.dyno", description=__doc__.split("\n\n")[0])
     parser.add_argument("process_type", choices=["web", "worker"], help="the Procfile process type to run")
@@ -146,7 +163,9 @@ def main(argv=None):
     for name, command in chosen.items():
         # honcho runs each command through `sh -c`; exec makes the process honcho watches the program itself,
         # so a kill -9 of it is seen as that process dying (a dead wrapper shell would leave it orphaned).
-        manager.add_process(name, f"exec {command}")
+        process = manager.add_process(name, f"exec {command}")
+        if name == "web" and systemd_sockets():
+            hand_down_sockets(process, systemd_sockets())
     manager.loop()
     manager.wait_for_groups()
     code = manager.exit_code()
