@@ -7,6 +7,7 @@ import subprocess
 import sys
 from datetime import timedelta
 
+import yaml
 from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.utils import timezone
@@ -115,12 +116,18 @@ def test_clearsessions_job_removes_expired_sessions_and_keeps_live_ones():
     assert expired.session_key not in remaining
 
 
-def test_vps_env_file_sets_only_config_vars_the_manifest_declares():
-    """The Ansible app role's env file is the VPS's `heroku config`: only app.json's vars and the add-on URLs."""
-    template = (REPO / "ansible" / "roles" / "app" / "templates" / "etc" / "app" / "env.j2").read_text()
-    named = set(re.findall(r"'([A-Z][A-Z0-9_]+)':", template))
-    assert "DJANGO_SECRET_KEY" in named
-    assert named - set(MANIFEST["env"]) - PLATFORM_VARS == set()
+def test_vps_env_file_takes_config_var_names_from_the_manifest():
+    """The Ansible app role's env file is the VPS's `heroku config`, written from app.json's "env": the template
+    names no config var of its own, and the few the VPS sets itself (written only where app.json declares
+    them) and the add-on URLs are declared names too. A new config var in app.json needs no Ansible edit."""
+    role = REPO / "ansible" / "roles" / "app"
+    template = (role / "templates" / "etc" / "app" / "env.j2").read_text()
+    assert re.findall(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b", template) == [], "env.j2 restates config var names"
+    internal = yaml.safe_load((role / "vars" / "main.yml").read_text())
+    site_set = set(internal["_app_site_config_vars"])
+    assert "DJANGO_ALLOWED_HOSTS" in site_set
+    assert site_set - set(MANIFEST["env"]) == set()
+    assert set(internal["_app_addon_config_vars"]) <= PLATFORM_VARS
 
 
 def test_procfile_cli_prints_a_process_type_command_and_names_a_missing_one():
