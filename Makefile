@@ -70,18 +70,30 @@ bench: $(VENV)/.dev-deps
 	  $(APT_GET) install -y -qq --no-install-recommends $$missing; fi
 	cd $(CURDIR) && PATH=$(BIN):$$PATH python -m bench
 
-# The Ansible roles on real systemd hosts (rootful Podman). A laptop without root skips with the reason;
-# CI (CI=true) never skips: the image script fails loudly instead. The commit is pinned once, so a commit
-# landing mid-run cannot break the idempotence check.
+# The Ansible roles on real systemd hosts (rootful Podman): the default scenario on Debian 12 and split on
+# Debian 13, run side by side (most of their time is spent waiting on apt, pip and systemd, not on the CPU),
+# each with its own log in artifacts/ (printed when it fails). Images are built once and cached by content.
+# A laptop without root skips with the reason; CI (CI=true) never skips: the image script fails loudly
+# instead. The commit is pinned once, so a commit landing mid-run cannot break the idempotence check.
+VPS_SCENARIOS := default split
 test-vps: $(VENV)/.dev-deps
 	@if [ "$$(id -u)" != 0 ] && [ -z "$$CI" ]; then \
 	  echo "SKIPPED test-vps: Molecule's Podman hosts need root (sudo make test-vps); CI runs them."; exit 0; fi; \
 	cd $(CURDIR) && export PATH=$(BIN):$$PATH && \
 	ansible-lint ansible/ molecule/ && yamllint --strict ansible/ molecule/ .config/molecule/ && \
-	molecule/build-test-image.sh && \
-	export DOUBLE_BOILER_SOURCE_REF=$$(git rev-parse HEAD) && \
-	time molecule test -s default && \
-	time molecule test -s split
+	molecule/build-test-image.sh --suite bookworm && molecule/build-test-image.sh --suite trixie && \
+	export DOUBLE_BOILER_SOURCE_REF=$$(git rev-parse HEAD) && mkdir -p artifacts && \
+	pids=""; for scenario in $(VPS_SCENARIOS); do \
+	  { began=$$SECONDS; molecule test -s $$scenario > artifacts/molecule-$$scenario.log 2>&1; status=$$?; \
+	    echo "molecule test -s $$scenario: exit $$status after $$((SECONDS - began)) s (log: artifacts/molecule-$$scenario.log)"; \
+	    exit $$status; } & pids="$$pids $$!"; \
+	done; \
+	failed=0; for pid in $$pids; do wait $$pid || failed=1; done; \
+	for scenario in $(VPS_SCENARIOS); do grep -a -E "➜ .*(Executing|Executed)|real|passed|failed" \
+	  artifacts/molecule-$$scenario.log | tail -n 40 | sed "s/^/[$$scenario] /"; done; \
+	if [ $$failed != 0 ]; then for scenario in $(VPS_SCENARIOS); do \
+	  echo "===== artifacts/molecule-$$scenario.log (last 300 lines)"; tail -n 300 artifacts/molecule-$$scenario.log; done; \
+	  exit 1; fi
 
 # checkov pins packaging<24, which pytest 9 (requirements-dev.txt) cannot share: it gets its own virtualenv.
 $(CHECKOV_VENV)/.deps: terraform/requirements-checkov.txt

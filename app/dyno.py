@@ -13,6 +13,8 @@ honcho runs the processes (its Manager and Procfile parser); this module adds wh
 - a process that dies is noticed at once: honcho learns of an exit only when the process's output pipe
   closes, which the orphaned workers of a killed gunicorn master held open for seconds; a watcher thread
   polls a pidfd per process and reports the exit itself;
+- on the VPS, the listening socket systemd holds for the web dyno (socket activation: the port stays open
+  across restarts, so connections wait instead of being refused) is handed to LocalProcfile's `web`;
 - nothing survives the dyno: the process groups of processes that already died (a killed gunicorn master
   leaves its workers behind) are signalled too, and the launcher waits for every group to empty.
 """
@@ -28,7 +30,7 @@ import time
 
 from honcho.printer import Message, Printer
 
-from app.honcho_adapter import ManagerAdapter
+from app.honcho_adapter import ManagerAdapter, hand_down_fds
 from app.procfile import LOCAL_PROCFILE, read_procfile
 
 # Heroku SIGKILLs 30 s after SIGTERM; leave two seconds to kill stragglers and exit on our own terms.
@@ -193,6 +195,13 @@ class DynoManager(ManagerAdapter):
         return first
 
 
+def systemd_sockets():
+    """The listening sockets systemd passed to this dyno (sd_listen_fds: fds 3.., for this pid), or none."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return ()
+    return tuple(range(3, 3 + int(os.environ.get("LISTEN_FDS", "0"))))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m app.dyno", description=__doc__.split("\n\n")[0])
     parser.add_argument("process_type", choices=["web", "worker"], help="the Procfile process type to run")
@@ -204,7 +213,9 @@ def main(argv=None):
     for name, command in chosen.items():
         # honcho runs each command through `sh -c`; exec makes the process honcho watches the program itself,
         # so a kill -9 of it is seen as that process dying (a dead wrapper shell would leave it orphaned).
-        manager.add_process(name, f"exec {command}")
+        process = manager.add_process(name, f"exec {command}")
+        if name == "web" and systemd_sockets():
+            hand_down_fds(process, systemd_sockets(), owner_env="LISTEN_PID")
     ExitWatcher(manager).start()
     manager.loop()
     manager.wait_for_groups()

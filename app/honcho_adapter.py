@@ -33,3 +33,12 @@ class ManagerAdapter(Manager):
     def _killall(self, force=False):
         super()._killall(force=force)
         self.after_signalling(force)
+
+
+def hand_down_fds(process, fds, owner_env):
+    """Let honcho's process inherit `fds` (honcho's Popen closes every other fd), through its private
+    `_child_ctor`. The command first exports `owner_env`=$$, so the server it execs knows the fds are its own
+    (systemd's LISTEN_PID protocol: socket activation on the VPS)."""
+    child_ctor = process._child_ctor
+    process._child_ctor = lambda cmd, **options: child_ctor(cmd, pass_fds=fds, **options)
+    process.cmd = f"export {owner_env}=$$; {process.cmd}"

@@ -1,41 +1,53 @@
 #!/usr/bin/env bash
-# Prepare this machine as a rootful Podman host and build the local Debian 12 systemd image that
-# Molecule's podman driver boots as a stand-in "VPS" (see shared/reference/test-hosts.md for why each
-# step exists: no registry is reachable, so the image is made here with debootstrap).
+# Prepare this machine as a rootful Podman host and build a local Debian systemd image (Debian 12
+# bookworm or Debian 13 trixie, from the same mirror) that Molecule's podman driver boots as a stand-in
+# "VPS" (see shared/reference/test-hosts.md for why each step exists: no registry is reachable, so the
+# image is made here with debootstrap).
 #
-# Usage: molecule/build-test-image.sh [--rebuild] [--no-smoke] [--help]   (as root, on Debian)
-#   --rebuild    build the image again even if it already exists
+# Usage: molecule/build-test-image.sh [--suite bookworm|trixie] [--rebuild] [--no-smoke] [--help]   (as root, on Debian)
+#   --suite      the Debian release to build (default bookworm)
+#   --rebuild    build the image again even if an image of the same content exists
 #   --no-smoke   skip the final boot check (a container that must reach "running"/"degraded")
 # Environment:
-#   DOUBLE_BOILER_TEST_IMAGE   image name       (default localhost/double-boiler-debian12:latest)
-#   DEBIAN_MIRROR              Debian mirror    (default: the bookworm mirror of the host's apt sources)
-#   BUILD_DIR                  scratch folder   (default /var/tmp/double-boiler-test-image; emptied after)
+#   DOUBLE_BOILER_TEST_IMAGE   image name       (default localhost/double-boiler-debian12:latest, -debian13 for trixie)
+#   DEBIAN_MIRROR              Debian mirror    (default: the mirror of the host's apt sources; it serves both)
+#   BUILD_DIR                  scratch folder   (default /var/tmp/double-boiler-test-image-<suite>; emptied after)
 #
 # Idempotent. The host fixes (cgroup v1 mounts, podman ulimits) are redone on every run because the
-# mounts vanish at reboot; debootstrap runs only when the image is missing or --rebuild is given.
+# mounts vanish at reboot; debootstrap runs only when no image of the same content (this script, the
+# suite and the package list, hashed into a label) exists, or --rebuild is given.
 set -euo pipefail
 
-IMAGE="${DOUBLE_BOILER_TEST_IMAGE:-localhost/double-boiler-debian12:latest}"
-BUILD_DIR="${BUILD_DIR:-/var/tmp/double-boiler-test-image}"
 SUITE=bookworm
-# A bare Debian 12 with systemd, as a fresh VPS has it, plus what Ansible needs (python3, python3-apt,
+rebuild=0
+smoke=1
+while (($#)); do
+  case "$1" in
+    --suite) SUITE="${2:?--suite needs bookworm or trixie}"; shift ;;
+    --rebuild) rebuild=1 ;;
+    --no-smoke) smoke=0 ;;
+    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "build-test-image: unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+case "$SUITE" in
+  bookworm) DEBIAN_VERSION=12 ;;
+  trixie) DEBIAN_VERSION=13 ;;
+  *) echo "build-test-image: --suite must be bookworm or trixie, not '$SUITE'" >&2; exit 2 ;;
+esac
+IMAGE="${DOUBLE_BOILER_TEST_IMAGE:-localhost/double-boiler-debian$DEBIAN_VERSION:latest}"
+BUILD_DIR="${BUILD_DIR:-/var/tmp/double-boiler-test-image-$SUITE}"
+# A bare Debian with systemd, as a fresh VPS has it, plus what Ansible needs (python3, python3-apt,
 # sudo) and what the tests reach it with (openssh-server). Nothing the roles should install themselves.
 PACKAGES=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,iproute2,openssh-server,ca-certificates,procps
 CONTAINERS_CONF=/etc/containers/containers.conf
 # crun fails with "setrlimit RLIMIT_NOFILE: Operation not permitted" without CAP_SYS_RESOURCE when the
 # defaults exceed our own limits; nproc must stay below 50000 here.
 ULIMITS='default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]'
-
-rebuild=0
-smoke=1
-for arg in "$@"; do
-  case "$arg" in
-    --rebuild) rebuild=1 ;;
-    --no-smoke) smoke=0 ;;
-    -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "build-test-image: unknown argument: $arg (see --help)" >&2; exit 2 ;;
-  esac
-done
+# What the image is made of: a change to this script, the suite or the packages builds a new one.
+CONTENT=$(cat "$0" <(echo "$SUITE $PACKAGES") | sha256sum | cut -c1-16)
+LABEL=io.double-boiler.content
 
 log() { printf '[build-test-image] %s\n' "$*"; }
 die() { printf '[build-test-image] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -116,9 +128,18 @@ host_repo_uri() {
   apt-get indextargets --format '$(RELEASE) $(REPO_URI)' 2>/dev/null | awk -v s="$1" '$1 == s { print $2; exit }'
 }
 
+# The mirror for a suite: the host's source for it, else the host's Debian mirror (it serves every release).
+mirror_for() {
+  local uri
+  uri=$(host_repo_uri "$1")
+  # shellcheck disable=SC1091  # the host's own os-release
+  [[ -n $uri ]] || uri=$(host_repo_uri "$(. /etc/os-release && echo "$VERSION_CODENAME")${1#"$SUITE"}")
+  echo "$uri"
+}
+
 debootstrap_rootfs() {
-  local mirror="${DEBIAN_MIRROR:-$(host_repo_uri "$SUITE")}"
-  [[ -n $mirror ]] || die "no '$SUITE' source in the host's apt sources; set DEBIAN_MIRROR"
+  local mirror="${DEBIAN_MIRROR:-$(mirror_for "$SUITE")}"
+  [[ -n $mirror ]] || die "no Debian source in the host's apt sources; set DEBIAN_MIRROR"
   log "mirror: $mirror"
   rm -rf "$BUILD_DIR"
   mkdir -p "$BUILD_DIR"
@@ -127,10 +148,10 @@ debootstrap_rootfs() {
 
 configure_rootfs() {
   local root="$BUILD_DIR/rootfs" mirror security
-  mirror="${DEBIAN_MIRROR:-$(host_repo_uri "$SUITE")}"
-  security="$(host_repo_uri "$SUITE-security")"
+  mirror="${DEBIAN_MIRROR:-$(mirror_for "$SUITE")}"
+  security="$(mirror_for "$SUITE-security")"
 
-  # Apt sources as a fresh Debian 12 install writes them (deb822), on the host's mirrors.
+  # Apt sources as a fresh Debian install writes them (deb822), on the host's mirrors.
   rm -f "$root/etc/apt/sources.list"
   {
     printf 'Types: deb\nURIs: %s\nSuites: %s %s-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
@@ -162,7 +183,8 @@ import_image() {
   old=$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
   tar -C "$BUILD_DIR/rootfs" --numeric-owner -cf "$tarball" .
   # Import moves the name onto the new image (`podman rmi -f` first would delete running containers).
-  podman import --change 'CMD ["/sbin/init"]' --change 'STOPSIGNAL=SIGRTMIN+3' "$tarball" "$IMAGE"
+  podman import --change 'CMD ["/sbin/init"]' --change 'STOPSIGNAL=SIGRTMIN+3' \
+    --change "LABEL $LABEL=$CONTENT" "$tarball" "$IMAGE"
   # Drop the previous image unless a container still uses it (plain rmi refuses then).
   [[ -z $old ]] || podman rmi "$old" >/dev/null 2>&1 || true
   rm -rf "$BUILD_DIR"
@@ -193,8 +215,9 @@ main() {
   step "install debootstrap and podman" install_host_packages
   step "mount hybrid cgroup controllers as v1" fix_cgroups
   step "set podman default ulimits" fix_ulimits
-  if [[ $rebuild -eq 0 ]] && podman image exists "$IMAGE"; then
-    log "image $IMAGE exists: build skipped (cached; use --rebuild to redo it)"
+  if [[ $rebuild -eq 0 ]] &&
+    [[ $(podman image inspect --format "{{ index .Labels \"$LABEL\" }}" "$IMAGE" 2>/dev/null) == "$CONTENT" ]]; then
+    log "image $IMAGE of this content ($CONTENT) exists: build skipped (use --rebuild to redo it)"
   else
     step "debootstrap $SUITE minbase" debootstrap_rootfs
     step "configure rootfs (apt sources, CAs, apt lists, machine-id)" configure_rootfs

@@ -117,3 +117,25 @@ def test_kombu_redis_adapter_turns_a_closed_connection_into_an_error_celery_igno
         with pytest.raises(raised):
             channel._connparams()
         assert issubclass(raised, tuple(connection.transport.connection_errors)) is (raised is not AttributeError)
+
+
+def test_honcho_adapter_hands_a_listening_socket_down_to_the_process():
+    """Socket activation on the VPS: the web process inherits systemd's socket, and knows it is its own."""
+    import socket
+
+    from app.honcho_adapter import hand_down_fds
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        check = (
+            f"import os, socket; s = socket.socket(fileno={listener.fileno()}); "
+            "print('inherited', s.getsockname()[1], os.environ['OWNER'] == str(os.getpid()))"
+        )
+        out = io.StringIO()
+        manager = ManagerAdapter(printer=Printer(out))
+        process = manager.add_process("web", f'exec python3 -c "{check}"')
+        hand_down_fds(process, (listener.fileno(),), owner_env="OWNER")
+        manager.loop()
+    assert f"inherited {port} True" in out.getvalue(), out.getvalue()

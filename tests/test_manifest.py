@@ -7,6 +7,7 @@ import subprocess
 import sys
 from datetime import timedelta
 
+import yaml
 from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.utils import timezone
@@ -35,12 +36,19 @@ def test_every_config_var_the_settings_read_is_in_the_manifest_and_no_other():
 
 
 def test_settings_are_the_only_module_reading_config_vars():
+    """No other module reads a config var (app.json's or the platform's). The launcher may read systemd's
+    socket-activation protocol (LISTEN_PID, LISTEN_FDS): not config, but how systemd hands over a socket."""
+    config_vars = set(MANIFEST["env"]) | PLATFORM_VARS
     readers = []
     for path in (REPO / "app").rglob("*.py"):
         if path.name in ("settings.py", "concurrency.py"):
             continue
-        if re.search(r"os\.environ(\.get|\[)|os\.getenv", path.read_text()):
-            readers.append(str(path.relative_to(REPO)))
+        read = re.findall(
+            r"""os\.environ(?:\.get\(|\[)\s*["']([A-Z_]+)|os\.getenv\(\s*["']([A-Z_]+)""", path.read_text()
+        )
+        names = {name for pair in read for name in pair if name}
+        if names & config_vars:
+            readers.append(f"{path.relative_to(REPO)}: {sorted(names & config_vars)}")
     assert readers == []
 
 
@@ -123,12 +131,18 @@ def test_clearsessions_job_removes_expired_sessions_and_keeps_live_ones():
     assert expired.session_key not in remaining
 
 
-def test_vps_env_file_sets_only_config_vars_the_manifest_declares():
-    """The Ansible app role's env file is the VPS's `heroku config`: only app.json's vars and the add-on URLs."""
-    template = (REPO / "ansible" / "roles" / "app" / "templates" / "etc" / "app" / "env.j2").read_text()
-    named = set(re.findall(r"'([A-Z][A-Z0-9_]+)':", template))
-    assert "DJANGO_SECRET_KEY" in named
-    assert named - set(MANIFEST["env"]) - PLATFORM_VARS == set()
+def test_vps_env_file_takes_config_var_names_from_the_manifest():
+    """The Ansible app role's env file is the VPS's `heroku config`, written from app.json's "env": the template
+    names no config var of its own, and the few the VPS sets itself (written only where app.json declares
+    them) and the add-on URLs are declared names too. A new config var in app.json needs no Ansible edit."""
+    role = REPO / "ansible" / "roles" / "app"
+    template = (role / "templates" / "etc" / "app" / "env.j2").read_text()
+    assert re.findall(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b", template) == [], "env.j2 restates config var names"
+    internal = yaml.safe_load((role / "vars" / "main.yml").read_text())
+    site_set = set(internal["_app_site_config_vars"])
+    assert "DJANGO_ALLOWED_HOSTS" in site_set
+    assert site_set - set(MANIFEST["env"]) == set()
+    assert set(internal["_app_addon_config_vars"]) <= PLATFORM_VARS
 
 
 def test_procfile_cli_prints_a_process_type_command_and_names_a_missing_one():

@@ -9,9 +9,12 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
+import requests
 import testinfra
 
 REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
@@ -103,6 +106,72 @@ def address_of(hostname):
 def router_url(site):
     """nginx on the (first) web host, port 80, as a browser would reach the VPS."""
     return f"http://{address_of(site.group('web')[0])}"
+
+
+class RouterLoad:
+    """Users on the router while something happens: `clients` threads, each with its own keep-alive session,
+    ask for the home page and the health API in turn, `pause` seconds after each answer (people, not a
+    benchmark: the machine must still run the deploy), and every answer is kept (status, seconds, error).
+
+        with RouterLoad(router_url) as load:
+            ...restart, deploy...
+        load.failures(), load.longest()
+    """
+
+    PATHS = ("/", "/api/health")
+
+    def __init__(self, base_url, clients=20, pause=0.1, max_seconds=1200):
+        self.base_url = base_url
+        self.clients = clients
+        self.pause = pause
+        self.max_seconds = max_seconds  # the loop's bound, whatever happens to the test
+        self.answers = []  # (path, status or None, seconds, error or None)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = []
+
+    def _client(self):
+        session = requests.Session()
+        began = time.monotonic()
+        turn = 0
+        while not self._stop.is_set() and time.monotonic() - began < self.max_seconds:
+            path = self.PATHS[turn % len(self.PATHS)]
+            turn += 1
+            sent = time.monotonic()
+            try:
+                status, error = session.get(f"{self.base_url}{path}", timeout=60).status_code, None
+            except requests.RequestException as problem:
+                status, error = None, repr(problem)
+            with self._lock:
+                self.answers.append((path, status, time.monotonic() - sent, error))
+            self._stop.wait(self.pause)
+
+    def __enter__(self):
+        self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(self.clients)]
+        for thread in self._threads:
+            thread.start()
+        time.sleep(1)  # every client has been answered at least once before the event
+        return self
+
+    def __exit__(self, *exc):
+        time.sleep(2)  # and keeps being answered after it
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=70)
+
+    def failures(self):
+        """Answers that were not 2xx, and connection errors (refused, reset, timed out)."""
+        return [a for a in self.answers if a[1] is None or not 200 <= a[1] < 300]
+
+    def longest(self):
+        return max((a[2] for a in self.answers), default=0.0)
+
+    def summary(self):
+        failures = self.failures()
+        return (
+            f"{len(self.answers)} requests by {self.clients} clients, {len(failures)} failed, "
+            f"longest {self.longest():.2f} s; first failures: {failures[:5]}"
+        )
 
 
 @pytest.fixture(scope="session")

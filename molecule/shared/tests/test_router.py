@@ -1,11 +1,12 @@
 """nginx in front of the web dyno, behaving like Heroku's router."""
 
 import re
+import subprocess
 import time
 
 import pytest
 import requests
-from conftest import APP, record
+from conftest import APP, address_of, record
 
 from tests import dyno_suite
 
@@ -75,3 +76,48 @@ def test_router_serves_https_when_given_a_certificate(site, router_url):
     response = requests.get(f"{https_url}/api/health", timeout=10, verify=False)
     assert response.status_code == 200
     assert response.headers.get("X-Request-Id")
+
+
+def test_router_says_plainly_when_a_request_names_an_unknown_host(router_url):
+    response = requests.get(f"{router_url}/api/health", headers={"Host": "unknown.example.org"}, timeout=10)
+    assert response.status_code == 421
+    assert "does not answer for the host name 'unknown.example.org'" in response.text
+
+
+def test_router_answers_for_the_hosts_own_name(site, router_url):
+    name = site.group("web")[0]
+    response = requests.get(f"{router_url}/api/health", headers={"Host": name}, timeout=10)
+    assert response.status_code == 200, response.text
+
+
+def _podman(*args):
+    return subprocess.run(["podman", *args], check=True, capture_output=True, text=True, timeout=120).stdout.strip()
+
+
+def test_host_rebooted_with_another_address_serves_at_once(site):
+    """The host stops (podman gives systemd the dyno's 30 s window, not its default 10 s), comes back with an
+    address it never had, and serves on it without a re-converge; then it gets its first address back."""
+    if site.layout == "split":
+        pytest.skip("split: the hosts' private addresses are configuration (REDIS_URL, the firewall); re-converge")
+    name = site.group("web")[0]
+    assert int(_podman("inspect", "--format", "{{.Config.StopTimeout}}", name)) >= 35, "podman would cut the window"
+    first = address_of(name)
+    octets = first.split(".")
+    other = ".".join(octets[:3] + [str((int(octets[3]) + 100) % 250 + 2)])
+    began = time.monotonic()
+    _podman("stop", name)
+    stopped = time.monotonic() - began
+    _podman("network", "disconnect", "podman", name)
+    _podman("network", "connect", "--ip", other, "podman", name)
+    _podman("start", name)
+    try:
+        assert address_of(name) == other
+        dyno_suite.wait_until_serving(f"http://{other}", timeout=120)
+        response = requests.get(f"http://{other}/", timeout=10)
+        assert response.status_code == 200, response.text[:500]
+        record("host stop seconds (podman stop)", round(stopped, 1))
+        record("serving on a new address after (s)", round(time.monotonic() - began, 1))
+    finally:
+        _podman("network", "disconnect", "podman", name)
+        _podman("network", "connect", "--ip", first, "podman", name)
+        dyno_suite.wait_until_serving(f"http://{first}", timeout=120)
