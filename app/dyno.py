@@ -209,13 +209,14 @@ def main(argv=None):
 
     chosen = select_processes(read_procfile(LOCAL_PROCFILE), args.process_type, configured_layout())
 
+    sockets = systemd_sockets()
     manager = DynoManager(printer=Printer(sys.stdout))
     for name, command in chosen.items():
         # honcho runs each command through `sh -c`; exec makes the process honcho watches the program itself,
         # so a kill -9 of it is seen as that process dying (a dead wrapper shell would leave it orphaned).
         process = manager.add_process(name, f"exec {command}")
-        if name == "web" and systemd_sockets():
-            hand_down_fds(process, systemd_sockets(), owner_env="LISTEN_PID")
+        if name == "web" and sockets:
+            hand_down_fds(process, sockets, owner_env="LISTEN_PID")
     ExitWatcher(manager).start()
     manager.loop()
     manager.wait_for_groups()
