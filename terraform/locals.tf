@@ -3,7 +3,7 @@
 # alone under `terraform test`.
 
 locals {
-  # app.json is the manifest that Heroku, this configuration and the Ansible roles all read (DESIGN.md).
+  # app.json is the manifest that Heroku, this configuration and the Ansible roles all read.
   manifest = jsondecode(file("${path.module}/../app.json"))
 
   stack      = coalesce(var.stack, local.manifest.stack)

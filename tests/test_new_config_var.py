@@ -1,4 +1,4 @@
-"""A new config var is one app.json entry plus its read in settings.py (DESIGN.md): proven on a copy of the
+"""A new config var is one app.json entry plus its read in settings.py: proven on a copy of the
 tree with one added, where the manifest checks, the settings and Terraform's derived values take it up
 with no other edit."""
 
