@@ -187,8 +187,10 @@ def beaten_by_seed(results):
 
 # Why the packed dyno may trail the seed-style stack on a row: what it pays for, measured in the same run.
 WHY_BEATEN = {
-    "stop time": "the launcher (app/dyno.py) exits only once every process group of the dyno is empty, so "
-    "nothing outlives it; honcho returns as soon as its direct children have (and exits 143, not 0, on SIGTERM)",
+    "stop time": "both stacks wait on the same two ticks from idle (gunicorn's gevent worker looks for a stop once a "
+    "second, Celery's consumer when its wait for a message times out); the launcher (app/dyno.py) then exits only "
+    "once every process group of the dyno is empty (its exit watcher polls every 0.2 s), so nothing outlives it, "
+    "where honcho returns as soon as its direct children have (and exits 143, not 0, on SIGTERM)",
     "storm jobs/s": "the packed worker runs at nice 10 so the pages go first; on a machine shared with other work "
     "at nice 0 (the benchmark's own load processes included) it yields to that work too, which a dyno's own "
     "cgroup (Heroku's container, the VPS's systemd unit) keeps out of its way; the packing tax table shows the trade",
