@@ -366,7 +366,10 @@ class Bench:
         done_mb = (redis_memory(url) - info) / 2**20
         self.results["scale"]["done_mb_per_1000"] = done_mb / self.storm_jobs * 1000
         for key, r in jobs.items():
-            say(f"  {key:<14} {r['jobs_per_s']:7,.0f} jobs/s  done {r['done']}/{r['jobs']}  lost {r['lost']}")
+            say(
+                f"  {key:<14} {r['jobs_per_s']:7,.0f} jobs/s  done {r['done']}/{r['jobs']}  "
+                f"refused {r.get('refused', 0)}  lost {r['lost']}"
+            )
         self.results["memory"]["peak_storm"] = self.sampler.peak("packed dyno", "storm")
         self.results["memory"]["peak_any"] = {s: self.sampler.peak(s) for s in ("packed dyno", "seed-style")}
 
