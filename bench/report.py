@@ -194,9 +194,10 @@ WHY_BEATEN = {
     "second, Celery's consumer when its wait for a message times out); the launcher (app/dyno.py) then exits only "
     "once every process group of the dyno is empty (its exit watcher polls every 0.2 s), so nothing outlives it, "
     "where honcho returns as soon as its direct children have (and exits 143, not 0, on SIGTERM)",
-    "storm jobs/s": "the packed worker runs at nice 10 so the pages go first; on a machine shared with other work "
-    "at nice 0 (the benchmark's own load processes included) it yields to that work too, which a dyno's own "
-    "cgroup (Heroku's container, the VPS's systemd unit) keeps out of its way; the packing tax table shows the trade",
+    "storm jobs/s": "the packed worker runs at nice 10 so the pages go first: while the storm's own calls keep "
+    "gunicorn busy the worker gets a small share of the CPU and catches up once they ease, where the seed-style "
+    "worker runs at nice 0 and takes an even share from the start; the packing tax table shows the other side of "
+    "the trade (on Heroku, a container, nice ranked the processes this way already)",
     "idle PSS": "the launcher and its output readers (honcho forks one per process) and gunicorn's master "
     "importing the settings",
 }
