@@ -5,12 +5,12 @@ process (systemd's MemoryMax on the VPS, a container's limit), else Heroku's sma
 
 The rule, for the packed layout (one dyno runs gunicorn, the Celery worker and beat), checked against the
 benchmark's PSS figures (python -m bench): the fixed part - the launcher, gunicorn's master, the Celery worker
-process and the beat child it forks (--beat) - is about 110 MB; each gunicorn gevent worker is a whole Django,
-about 50 MB idle and 60 MB under a storm. The Celery pool is threads (app/settings.py), so a Celery slot costs
-a thread and a Redis connection, not a process. So a 512 MB dyno gets 2 web workers and 2 Celery threads
-(about 210 MB PSS idle, under 300 MB at the peak of a 10,000-job storm); every further 256 MB buys one more
-web worker, and Celery threads follow the cores. In the split layout each dyno runs one side only, keeps the
-same counts and has memory to spare. Explicit WEB_CONCURRENCY / CELERY_WORKER_CONCURRENCY win.
+process with beat as a thread of it (--beat-thread, app/celery.py) - is about 90 MB; each gunicorn gevent worker
+is a whole Django, about 50 MB idle and 60 MB under a storm. The Celery pool is threads (app/settings.py), so a
+Celery slot costs a thread and a Redis connection, not a process. So a 512 MB dyno gets 2 web workers and 2
+Celery threads (about 195 MB PSS idle, under 300 MB at the peak of a 10,000-job storm); every further 256 MB
+buys one more web worker, and Celery threads follow the cores. In the split layout each dyno runs one side
+only, keeps the same counts and has memory to spare. Explicit WEB_CONCURRENCY / CELERY_WORKER_CONCURRENCY win.
 """
 
 import os

@@ -2,7 +2,8 @@
 
 honcho's public API is add_process(), loop(), terminate(), kill(), `events` and `returncode`; the launcher
 (app/dyno.py) also needs the processes' pids and exit codes, a kill of a whole process group, a line in the
-dyno's log under the `system` name, and a hook after honcho signals the processes it still sees running.
+dyno's log under the `system` name, a hook after honcho signals the processes it still sees running, and
+each process started in a process group of its own but in the launcher's session (below).
 Those live in honcho's private names, read here only; tests/test_adapters.py runs a real Manager through
 each of them, so a honcho release that renames one fails there, not in a stopping dyno.
 """
@@ -11,6 +12,21 @@ from honcho.manager import Manager
 
 
 class ManagerAdapter(Manager):
+    def add_process(self, name, cmd, **kwargs):
+        """honcho's add_process, the process started in a process group of its own (so the launcher can still
+        signal or kill all of it) but in the launcher's session, not a new one (honcho's Popen calls setsid).
+
+        Linux groups the CPU time of a session (sched_autogroup, on by default on Debian and on systemd's
+        services) and shares the CPU fairly between sessions before `nice` ranks the processes inside one. A
+        session per process made LocalProcfile's `nice -n 10` worker an equal of gunicorn: a CPU-bound storm
+        took half of a 2-core dyno's page throughput (python -m bench, the packing tax)."""
+        process = super().add_process(name, cmd, **kwargs)
+        child_ctor = process._child_ctor
+        process._child_ctor = lambda cmd, **options: child_ctor(
+            cmd, start_new_session=False, process_group=0, **options
+        )
+        return process
+
     def processes(self):
         """{name: {"pid": ..., "returncode": ...}} as honcho tracks them (keys appear as events arrive)."""
         return self._processes

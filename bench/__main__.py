@@ -25,6 +25,7 @@ from pathlib import Path
 import psutil
 import requests
 
+from app.procfile import process_command
 from bench import peers
 from bench.report import write_report
 from tests.local_dyno import REPO, LocalDyno, RedisServer
@@ -181,9 +182,12 @@ class Bench:
             if not shutil.which(tool):
                 raise SystemExit(f"{tool} is not installed: `make bench` installs it (Debian: wrk, redis-server)")
         self.results["machine"] = {"load_average_at_start": load_average()}
+        # Heroku's sequence before the first dyno: the build (collectstatic), then the release phase (a fresh
+        # clone has no local database until it runs).
         subprocess.run(
             [sys.executable, "manage.py", "collectstatic", "--noinput"], cwd=REPO, check=True, stdout=subprocess.DEVNULL
         )
+        subprocess.run(["bash", "-c", process_command("release")], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
         self.redis = RedisServer(self.folder / "redis").start()
         say(f"redis-server on port {self.redis.port}")
         self.sampler = MemorySampler()
@@ -362,7 +366,10 @@ class Bench:
         done_mb = (redis_memory(url) - info) / 2**20
         self.results["scale"]["done_mb_per_1000"] = done_mb / self.storm_jobs * 1000
         for key, r in jobs.items():
-            say(f"  {key:<14} {r['jobs_per_s']:7,.0f} jobs/s  done {r['done']}/{r['jobs']}  lost {r['lost']}")
+            say(
+                f"  {key:<14} {r['jobs_per_s']:7,.0f} jobs/s  done {r['done']}/{r['jobs']}  "
+                f"refused {r.get('refused', 0)}  lost {r['lost']}"
+            )
         self.results["memory"]["peak_storm"] = self.sampler.peak("packed dyno", "storm")
         self.results["memory"]["peak_any"] = {s: self.sampler.peak(s) for s in ("packed dyno", "seed-style")}
 

@@ -174,7 +174,10 @@ def run_http(args):  # noqa: C901 - one loop per HTTP client
         "enqueued": len(sent),
         "done": len(done),
         "failed": len(failed),
-        "lost": n - len(done) - len(failed),
+        # Refused: calls the API answered with an error (a 503 names what failed), so those jobs were never
+        # accepted and the caller knows; lost: accepted (an id came back) but never seen done or failed.
+        "refused": n - len(sent),
+        "lost": len(sent) - len(done) - len(failed),
         "duplicated_ids": duplicates,
         "http_errors": len(http_errors),
         "error_samples": http_errors[:5],

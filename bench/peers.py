@@ -40,12 +40,13 @@ def stock_gunicorn(worker_class):
 
 def worker_with_beat():
     """LocalProcfile's Celery worker with beat inside it, as the seed ran it: at the default priority (the
-    dyno lowers its worker's with `nice`), with `-B` unless the line already has `--beat`."""
+    dyno lowers its worker's with `nice`), with Celery's own `-B` (a forked beat child) in place of the dyno's
+    beat thread (`--beat-thread`, app/celery.py)."""
     words = shlex.split(process_command("worker", LOCAL_PROCFILE))
     if words[0] == "nice":
         words = words[3:] if words[1] == "-n" else words[1:]
-    command = shlex.join(words)
-    return command if "--beat" in words or "-B" in words else f"{command} -B"
+    words = [word for word in words if word not in ("--beat-thread", "--beat", "-B")]
+    return shlex.join(words) + " -B"
 
 
 def packed_dyno(redis_url, log_path, **extra):

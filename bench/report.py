@@ -107,13 +107,16 @@ def compute(results):
         run, ceiling = jobs.get(key), jobs.get(ceiling_key)
         r = _ratio(run and run["jobs_per_s"], ceiling and ceiling["jobs_per_s"])
         clean = bool(run and ceiling) and all(
-            x["lost"] == 0 and x["duplicated_ids"] == 0 and x["failed"] == 0 for x in (run, ceiling)
+            x["lost"] == 0 and x["duplicated_ids"] == 0 and x["failed"] == 0 and not x.get("refused")
+            for x in (run, ceiling)
         )
+        refused = sum(x.get("refused", 0) for x in (run, ceiling) if x)
         target(
             f"{text} >= {goal}x {JOB_RUNS[ceiling_key].split(':')[0]}, same worker; 0 lost, 0 duplicated",
             f"{run['jobs_per_s']:,.0f} vs {ceiling['jobs_per_s']:,.0f} jobs/s = {r:.2f}x; "
             f"lost {run['lost'] + ceiling['lost']}, "
             f"duplicated {run['duplicated_ids'] + ceiling['duplicated_ids']}"
+            + (f"; {refused} refused (HTTP errors: the API answered, nothing accepted was lost)" if refused else "")
             if r
             else "not measured",
             r is not None and r >= goal and clean,
@@ -187,11 +190,14 @@ def beaten_by_seed(results):
 
 # Why the packed dyno may trail the seed-style stack on a row: what it pays for, measured in the same run.
 WHY_BEATEN = {
-    "stop time": "the launcher (app/dyno.py) exits only once every process group of the dyno is empty, so "
-    "nothing outlives it; honcho returns as soon as its direct children have (and exits 143, not 0, on SIGTERM)",
-    "storm jobs/s": "the packed worker runs at nice 10 so the pages go first; on a machine shared with other work "
-    "at nice 0 (the benchmark's own load processes included) it yields to that work too, which a dyno's own "
-    "cgroup (Heroku's container, the VPS's systemd unit) keeps out of its way; the packing tax table shows the trade",
+    "stop time": "both stacks wait on the same two ticks from idle (gunicorn's gevent worker looks for a stop once a "
+    "second, Celery's consumer when its wait for a message times out); the launcher (app/dyno.py) then exits only "
+    "once every process group of the dyno is empty (its exit watcher polls every 0.2 s), so nothing outlives it, "
+    "where honcho returns as soon as its direct children have (and exits 143, not 0, on SIGTERM)",
+    "storm jobs/s": "the packed worker runs at nice 10 so the pages go first: while the storm's own calls keep "
+    "gunicorn busy the worker gets a small share of the CPU and catches up once they ease, where the seed-style "
+    "worker runs at nice 0 and takes an even share from the start; the packing tax table shows the other side of "
+    "the trade (on Heroku, a container, nice ranked the processes this way already)",
     "idle PSS": "the launcher and its output readers (honcho forks one per process) and gunicorn's master "
     "importing the settings",
 }
@@ -277,8 +283,8 @@ def markdown(results):
         "",
         "## Jobs end to end (io 0 ms unless said)",
         "",
-        "| Run | Jobs | Jobs/s | Enqueue→done p50 / p95 / p99 ms | Done | Failed | Lost | Duplicated |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| Run | Jobs | Jobs/s | Enqueue→done p50 / p95 / p99 ms | Done | Failed | Refused | Lost | Duplicated |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for key, name in JOB_RUNS.items():
         r = results["jobs"].get(key)
@@ -287,7 +293,7 @@ def markdown(results):
             latency = f"{_ms(lat.get('p50'))} / {_ms(lat.get('p95'))} / {_ms(lat.get('p99'))}"
             lines.append(
                 f"| {name} | {r['jobs']:,} | {r['jobs_per_s']:,.0f} | {latency} | {r['done']:,} | {r['failed']} "
-                f"| {r['lost']} | {r['duplicated_ids']} |"
+                f"| {r.get('refused', 0)} | {r['lost']} | {r['duplicated_ids']} |"
             )
     mem, life = results["memory"], results.get("lifecycle", {})
     lines += [

@@ -139,3 +139,17 @@ def test_honcho_adapter_hands_a_listening_socket_down_to_the_process():
         hand_down_fds(process, (listener.fileno(),), owner_env="OWNER")
         manager.loop()
     assert f"inherited {port} True" in out.getvalue(), out.getvalue()
+
+
+def test_honcho_adapter_starts_each_process_in_its_own_group_inside_the_launchers_session():
+    """One session for the whole dyno, so `nice` in LocalProcfile ranks the worker below gunicorn (Linux shares
+    the CPU between sessions first: sched_autogroup); one process group each, so kill_group still works."""
+    out = io.StringIO()
+    manager = ManagerAdapter(printer=Printer(out))
+    check = "import os; print('ids', os.getsid(0), os.getpgid(0), os.getpid())"
+    manager.add_process("probe", f'exec python3 -c "{check}"')
+    manager.loop()
+    line = next(x for x in out.getvalue().splitlines() if " ids " in x)
+    session, group, pid = (int(x) for x in line.split(" ids ")[1].split())
+    assert session == os.getsid(0), "the process left the launcher's session"
+    assert group == pid, "the process does not lead a process group of its own"

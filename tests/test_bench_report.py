@@ -130,6 +130,16 @@ def test_bench_a_lost_job_fails_its_target_whatever_the_speed():
     assert _status(results, "jobs enqueued together") == "NOT met"
 
 
+def test_bench_refused_calls_fail_the_target_and_are_told_apart_from_lost_jobs():
+    results = _results()
+    results["jobs"]["http_together"]["refused"] = 3
+    results = report.compute(results)
+    row = next(t for t in results["targets"] if t["target"].startswith("jobs enqueued together"))
+    assert row["status"] == "NOT met"
+    assert "lost 0" in row["measured"] and "3 refused" in row["measured"]
+    assert "| 3 | 0 | 0 |" in report.markdown(results)
+
+
 def test_bench_says_where_the_seed_style_stack_beats_the_packed_dyno():
     results = report.compute(_results(seed_stop=1.0))
     row = next(t for t in results["targets"] if t["target"].startswith("the packed dyno beats"))

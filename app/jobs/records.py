@@ -133,13 +133,14 @@ def write(records, publish=True, completed=()):
     expires = store.expires or 24 * 3600
     with client.pipeline(transaction=False) as pipe:
         for job_id, record in records.items():
-            value = store.encode(record)
-            pipe.set(key(job_id), value, ex=expires)
+            value, name = store.encode(record), key(job_id)
+            pipe.set(name, value, ex=expires)
             if publish:
-                pipe.publish(key(job_id), value)
+                pipe.publish(name, value)
         for job_id in completed:
-            pipe.incr(completions_key(job_id))
-            pipe.expire(completions_key(job_id), expires)
+            name = completions_key(job_id)
+            pipe.incr(name)
+            pipe.expire(name, expires)
         pipe.execute()
 
 
