@@ -1,8 +1,9 @@
 """Another Procfile app through the same roles, as `git push` of another codebase to a Heroku app: the
 fixture molecule/shared/foreign-app/ (gunicorn + a worker loop, no Django, no app.json, a .python-version),
 given to site.yml as a git URL. First with a .python-version Debian does not provide: the run fails in its
-first play, before anything changes, naming the file, the version and the ones available. Then as it is: it serves through the
-router, its Procfile's process types run as dynos, and no collectstatic runs for an app without manage.py.
+first play, before anything changes, naming the file, the version and the ones available. Then as it is: it
+serves through the router, its Procfile's process types run as dynos, and no collectstatic runs for an app
+without manage.py.
 
 It replaces the app the other verifiers test, so it runs last (conftest.py), in the default scenario only
 (one deploy is enough to show the roles take any Procfile app; CI time)."""
