@@ -75,10 +75,15 @@ bench: $(VENV)/.dev-deps
 # each with its own log in artifacts/ (printed when it fails). Images are built once and cached by content.
 # A laptop without root skips with the reason; CI (CI=true) never skips: the image script fails loudly
 # instead. The commit is pinned once, so a commit landing mid-run cannot break the idempotence check.
+# Ansible reaches the hosts over ssh (molecule/shared/prepare.yml): the ssh client comes from Debian.
 VPS_SCENARIOS := default split
+VPS_PACKAGES := openssh-client
 test-vps: $(VENV)/.dev-deps
 	@if [ "$$(id -u)" != 0 ] && [ -z "$$CI" ]; then \
 	  echo "SKIPPED test-vps: Molecule's Podman hosts need root (sudo make test-vps); CI runs them."; exit 0; fi; \
+	missing=$$(for p in $(VPS_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then $(APT_GET) update -qq && \
+	  $(APT_GET) install -y -qq --no-install-recommends $$missing || exit 1; fi; \
 	cd $(CURDIR) && export PATH=$(BIN):$$PATH && \
 	ansible-lint ansible/ molecule/ && yamllint --strict ansible/ molecule/ .config/molecule/ && \
 	molecule/build-test-image.sh --suite bookworm && molecule/build-test-image.sh --suite trixie && \

@@ -33,6 +33,20 @@ def record(name, value):
     FIGURES.write_text(json.dumps(figures, indent=2, sort_keys=True))
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "replaces_the_app: deploys another app over the one under test; runs last")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that replace the app run after every other; they deploy in the default scenario only."""
+    replacing = [item for item in items if item.get_closest_marker("replaces_the_app")]
+    if SCENARIO != "default":
+        config.hook.pytest_deselected(items=replacing)
+        items[:] = [item for item in items if item not in replacing]
+    else:
+        items[:] = [item for item in items if item not in replacing] + replacing
+
+
 def pytest_sessionstart(session):
     """Each verify run starts a fresh figures file."""
     FIGURES.unlink(missing_ok=True)
@@ -139,7 +153,9 @@ class RouterLoad:
             turn += 1
             sent = time.monotonic()
             try:
-                status, error = session.get(f"{self.base_url}{path}", timeout=60).status_code, None
+                answer = session.get(f"{self.base_url}{path}", timeout=60)
+                # A failed answer keeps the start of its body: the API's 503 names what was down and why.
+                status, error = answer.status_code, None if answer.ok else answer.text[:300]
             except requests.RequestException as problem:
                 status, error = None, repr(problem)
             with self._lock:
