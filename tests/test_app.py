@@ -351,15 +351,57 @@ def test_health_names_a_database_that_does_not_answer(client, monkeypatch):
     from django.db import connection
     from django.db.utils import OperationalError
 
+    from app.jobs import views
+
     def refused():
         raise OperationalError('connection to server at "127.0.0.1", port 1 failed: Connection refused')
 
     monkeypatch.setattr(connection, "cursor", refused)
+    monkeypatch.setattr(views, "database_probe", views.DatabaseProbe())  # no answer kept from earlier tests
     response = client.get("/api/health")
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "degraded"
     assert set(body["down"]) == {"database"} and "Connection refused" in body["down"]["database"]
+
+
+def test_health_asks_the_database_once_a_second_and_shows_an_outage_within_it(client, monkeypatch):
+    """A monitor polling /api/health many times a second costs the database one connection a second per web
+    process, not one per poll; the database going down, and coming back, shows within that second."""
+    from django.db import connection
+    from django.db.utils import OperationalError
+
+    from app.jobs import views
+
+    clock = [500.0]
+    monkeypatch.setattr(views.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(views, "database_probe", views.DatabaseProbe(every=1.0))
+    asked = []
+    database_up = [True]
+    real_cursor = connection.cursor
+
+    def cursor():  # counts the probes; a refused connection while database_up says no
+        asked.append(clock[0])
+        if not database_up[0]:
+            raise OperationalError("connection refused")
+        return real_cursor()
+
+    monkeypatch.setattr(connection, "cursor", cursor)
+    assert [client.get("/api/health").status_code for _ in range(30)] == [200] * 30
+    assert len(asked) == 1
+
+    database_up[0] = False
+    assert client.get("/api/health").status_code == 200  # the answer of a moment ago
+    clock[0] += 1.0
+    down = client.get("/api/health")
+    assert down.status_code == 503 and "database" in down.json()["down"]
+    assert len(asked) == 2
+    database_up[0] = True
+    clock[0] += 0.5
+    assert client.get("/api/health").status_code == 503  # the last answer, still under a second old
+    clock[0] += 0.5
+    assert client.get("/api/health").status_code == 200
+    assert len(asked) == 3
 
 
 def test_a_refused_redis_is_a_json_503_naming_it(client, monkeypatch):

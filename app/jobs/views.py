@@ -303,15 +303,40 @@ def openapi(request):
     return JsonResponse(spec())
 
 
-def _database_problem():
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        return None
-    except Exception as problem:  # noqa: BLE001 - any failure means the database is down for the app
-        return problem
-    finally:
-        connection.close()
+class DatabaseProbe:
+    """The database's answer to `SELECT 1`, asked at most once per `every` seconds per web process.
+
+    Connections are not kept (settings: conn_max_age 0), so each probe opens one: a new PostgreSQL backend
+    and a SCRAM handshake. Monitors and load balancers poll /api/health many times a second; one connection
+    per poll made the health check itself a load on the database host (under load through the router during
+    a deploy, the data host's new connections took longer than the 3 s connect timeout). An outage or a
+    recovery still shows within `every` seconds."""
+
+    def __init__(self, every=1.0):
+        self.every = every
+        self._asked_at = None
+        self._problem = None
+
+    def problem(self):
+        now = time.monotonic()
+        if self._asked_at is None or now - self._asked_at >= self.every:
+            self._problem = self._ask()
+            self._asked_at = time.monotonic()
+        return self._problem
+
+    @staticmethod
+    def _ask():
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            return None
+        except Exception as problem:  # noqa: BLE001 - any failure means the database is down for the app
+            return problem
+        finally:
+            connection.close()
+
+
+database_probe = DatabaseProbe()
 
 
 @api("GET")
@@ -323,7 +348,7 @@ def health(request):
     except records.BROKER_ERRORS as problem:
         beat_last_tick = None
         down[records.BROKER_NAME] = _one_line(problem)
-    problem = _database_problem()
+    problem = database_probe.problem()
     if problem is not None:
         down["database"] = _one_line(problem)
     for dependency, problem in down.items():

@@ -121,9 +121,11 @@ def _log(result):
 # What is known of the cause: rollback.yml touches neither Redis nor the firewall nor the network (it flips
 # the current link and restarts the dynos; the units did not change, so not even a daemon-reload). On a machine
 # at load 17-20 the deploy events failed the same way, with the database instead: 63 and 71 of ~20,000
-# /api/health answers were 503 "OperationalError: connection timeout expired" (a new PostgreSQL connection per
-# health check, 3 s connect timeout) while site.yml ran on the worker host. The data host starved of CPU while
-# a deploy runs there and the Celery worker reboots, against the app's 2-3 s dependency timeouts: not fixed.
+# /api/health answers were 503 "OperationalError: connection timeout expired" while site.yml ran on the worker
+# host. Each health check opened a new PostgreSQL connection (a backend fork and a SCRAM handshake), so the
+# router load itself cost the data host ~50 new connections a second; /api/health now asks the database at
+# most once a second per web process (app/jobs/views.py DatabaseProbe). Whether that also ends the rollback's
+# Redis timeouts is not known yet, so the expected failure stays, as narrow as it was.
 KNOWN_ROLLBACK_HEALTH_503 = "rollback: /api/health answered 503 (Redis slower than 3 s on the worker host)"
 
 
