@@ -1,7 +1,7 @@
 """The host as the base and app roles leave it: the unprivileged user, the release layout, the config vars."""
 
 import pytest
-from conftest import CURRENT, ENV_FILE, USER
+from conftest import CONFIG_DIR, CURRENT, ENV_FILE, USER
 
 
 def test_app_user_is_unprivileged_with_a_nologin_shell(site, hosts):
@@ -46,7 +46,16 @@ def test_current_release_is_root_owned_and_read_only_to_the_app(site, hosts):
         assert host.run(f"runuser -u {USER} -- test -w {current.linked_to}").rc != 0, f"{name}: code is writable"
 
 
-@pytest.mark.parametrize("secret_file", ["/etc/redis/requirepass", "/etc/postgresql/double_boiler.password"])
-def test_generated_passwords_are_root_only(site, hosts, secret_file):
+KEPT_SECRETS = ["/etc/redis/requirepass", "/etc/postgresql/double_boiler.password", f"{CONFIG_DIR}/DJANGO_SECRET_KEY"]
+
+
+@pytest.mark.parametrize("secret_file", KEPT_SECRETS)
+def test_generated_secrets_are_kept_root_only_on_the_data_host(site, hosts, secret_file):
     secret = hosts[site.data_host].file(secret_file)
     assert (secret.user, secret.mode) == ("root", 0o600)
+    assert len(secret.content_string.strip()) >= 40
+
+
+def test_every_app_host_has_the_secret_key_the_data_host_keeps(site, hosts, config_vars):
+    kept = hosts[site.data_host].file(f"{CONFIG_DIR}/DJANGO_SECRET_KEY").content_string.strip()
+    assert {config_vars[name]["DJANGO_SECRET_KEY"] for name in site.app_hosts} == {kept}
