@@ -139,7 +139,7 @@ def test_vps_env_file_takes_config_var_names_from_the_manifest():
     template = (role / "templates" / "etc" / "app" / "env.j2").read_text()
     assert re.findall(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b", template) == [], "env.j2 restates config var names"
     internal = yaml.safe_load((role / "vars" / "main.yml").read_text())
-    site_set = set(internal["_app_site_config_vars"])
+    site_set = set(internal["_app_site_config_vars"]) | set(internal["_app_fact_config_vars"])
     assert "DJANGO_ALLOWED_HOSTS" in site_set
     assert site_set - set(MANIFEST["env"]) == set()
     assert set(internal["_app_addon_config_vars"]) <= PLATFORM_VARS
