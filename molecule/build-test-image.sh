@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Prepare this machine as a rootful Podman host and build a local Debian systemd image (Debian 12
 # bookworm or Debian 13 trixie, from the same mirror) that Molecule's podman driver boots as a stand-in
-# "VPS" (see shared/reference/test-hosts.md for why each step exists: no registry is reachable, so the
-# image is made here with debootstrap).
+# "VPS". No container registry is reachable from the test machines, so the image is made here with
+# debootstrap; each host fix below says which failure it prevents (the error crun or apt gave without it).
 #
 # Usage: molecule/build-test-image.sh [--suite bookworm|trixie] [--rebuild] [--no-smoke] [--help]   (as root, on Debian)
 #   --suite      the Debian release to build (default bookworm)

@@ -140,10 +140,32 @@ def test_vps_env_file_takes_config_var_names_from_the_manifest():
     template = (role / "templates" / "etc" / "app" / "env.j2").read_text()
     assert re.findall(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b", template) == [], "env.j2 restates config var names"
     internal = yaml.safe_load((role / "vars" / "main.yml").read_text())
-    site_set = set(internal["_app_site_config_vars"])
+    site_set = set(internal["_app_site_config_vars"]) | set(internal["_app_fact_config_vars"])
     assert "DJANGO_ALLOWED_HOSTS" in site_set
     assert site_set - set(MANIFEST["env"]) == set()
     assert set(internal["_app_addon_config_vars"]) <= PLATFORM_VARS
+
+
+def test_ansible_site_facts_live_in_one_role_that_every_role_depends_on():
+    """The app's name, user, group and paths are the double_boiler role's defaults (set once in the inventory):
+    every other role depends on that role and no role or playbook derives a name or path of its own; each role's
+    argument spec lists exactly the variables its defaults set, so `validate_argument_spec` checks them all."""
+    roles = REPO / "ansible" / "roles"
+    rederived = re.compile(
+        r"/srv/|/etc/\{\{|double_boiler_(?!secret)\w+ \| default"
+        r"|\b(app|base|dyno|scheduler|router)_(name|app|user|root)\b"
+    )
+    for role in sorted(path for path in roles.iterdir() if path.name != "double_boiler"):
+        meta = yaml.safe_load((role / "meta" / "main.yml").read_text())
+        assert {"role": "double_boiler"} in meta["dependencies"], f"{role.name} does not depend on double_boiler"
+    for path in [*(REPO / "ansible").glob("*.yml"), *roles.glob("*/*/**/*")]:
+        if path.is_file() and roles / "double_boiler" not in path.parents:
+            found = [line for line in path.read_text().splitlines() if rederived.search(line.split("#")[0])]
+            assert found == [], f"{path.relative_to(REPO)} derives a site fact itself: {found}"
+    for role in roles.iterdir():
+        defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
+        spec = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]
+        assert set(spec["options"]) == set(defaults), role.name
 
 
 def test_procfile_cli_prints_a_process_type_command_and_names_a_missing_one():

@@ -13,14 +13,15 @@ import threading
 import time
 from pathlib import Path
 
+import jinja2
 import pytest
 import requests
 import testinfra
+import yaml
 
 REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 sys.path.insert(0, str(REPO))  # tests.dyno_suite: the dyno behaviour suite shared with the local run
 
-APP = "double-boiler"
 SCENARIO = os.environ.get("MOLECULE_SCENARIO_NAME", "default")
 FIGURES = REPO / "artifacts" / f"vps-figures-{SCENARIO}.json"
 
@@ -60,6 +61,30 @@ def _inventory():
         text=True,
     )
     return json.loads(listing.stdout)
+
+
+def site_facts(hostvars):
+    """The site's facts (app name, user, paths) as the roles see them: the double_boiler role's defaults, the
+    inventory's values over them, rendered."""
+    facts = yaml.safe_load((REPO / "ansible" / "roles" / "double_boiler" / "defaults" / "main.yml").read_text())
+    facts.update({name: value for name, value in hostvars.items() if name in facts})
+    render = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    for _ in facts:  # a fact may name another; each pass resolves one level more
+        facts = {name: render.from_string(v).render(facts) if isinstance(v, str) else v for name, v in facts.items()}
+    return facts
+
+
+# The inventory Molecule made (absent when the file is only collected, e.g. by a linter: the roles' defaults).
+FACTS = site_facts(
+    next(iter(_inventory().get("_meta", {}).get("hostvars", {}).values()), {})
+    if os.environ.get("MOLECULE_INVENTORY_FILE")
+    else {}
+)
+APP = FACTS["double_boiler_app"]
+USER = FACTS["double_boiler_user"]
+CURRENT = FACTS["double_boiler_current"]
+ENV_FILE = FACTS["double_boiler_env_file"]
+CONFIG_DIR = FACTS["double_boiler_config_dir"]
 
 
 class Site:
@@ -195,7 +220,7 @@ def config_vars(site, hosts):
     """The env file of every app host, parsed."""
     parsed = {}
     for name in site.app_hosts:
-        text = hosts[name].check_output(f"cat /etc/{APP}/env")
+        text = hosts[name].check_output(f"cat {ENV_FILE}")
         parsed[name] = dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
         parsed[name] = {key: value.strip('"') for key, value in parsed[name].items()}
     return parsed

@@ -1,9 +1,10 @@
 """Restarts and deploys as a user makes them, with users on the site the whole time: `systemctl restart` of
 the dynos, a new commit with a config var change (the release phase runs, then the release goes live), a commit
-whose release phase fails (the old release keeps serving), and rollback.yml; the generated secret key
-survives all of it. Each converge runs site.yml against the Molecule hosts, from a throwaway clone of this
-repository with extra commits, while 20 clients keep asking the router for pages: none may get a non-2xx
-answer or a connection error (the dyno's port is systemd's and stays open while the dyno restarts)."""
+whose release phase fails (the old release keeps serving), and rollback.yml; the generated secrets (the
+secret key, the Redis and PostgreSQL passwords inside their URLs) survive all of it. Each converge runs
+site.yml against the Molecule hosts, from a throwaway clone of this repository with extra commits, while 20
+clients keep asking the router for pages: none may get a non-2xx answer or a connection error (the dyno's
+port is systemd's and stays open while the dyno restarts)."""
 
 import concurrent.futures
 import json
@@ -12,11 +13,14 @@ import subprocess
 
 import pytest
 import requests
-from conftest import APP, REPO, RouterLoad, record
+from conftest import CURRENT, ENV_FILE, REPO, RouterLoad, record
 
 from app.procfile import read_procfile
 
 ANSIBLE = REPO / "ansible"
+# The config vars holding a generated secret: app.json's secret key, and the add-ons' URLs with the Redis and
+# PostgreSQL passwords the data host keeps.
+SECRETS = ["DJANGO_SECRET_KEY", "REDIS_URL", "DATABASE_URL"]
 
 
 def _git(repo, *args):
@@ -44,7 +48,7 @@ def _playbook(name, *extra):
 
 
 def _live_release(hosts, site):
-    return {name: hosts[name].file(f"/srv/{APP}/current").linked_to for name in site.app_hosts}
+    return {name: hosts[name].file(CURRENT).linked_to for name in site.app_hosts}
 
 
 def _restart_dynos(site, hosts):
@@ -58,7 +62,7 @@ def _restart_dynos(site, hosts):
 @pytest.fixture(scope="module")
 def deploys(tmp_path_factory, site, hosts, config_vars, router_url):
     """Under load: restart, config change, good commit, failing release phase, rollback; keep what was seen."""
-    seen = {"key_before": {n: v["DJANGO_SECRET_KEY"] for n, v in config_vars.items()}, "load": {}}
+    seen = {"secrets_before": {n: {s: v[s] for s in SECRETS} for n, v in config_vars.items()}, "load": {}}
     seen["first"] = _live_release(hosts, site)
     clone = tmp_path_factory.mktemp("deploy") / "repo"
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
@@ -79,7 +83,7 @@ def deploys(tmp_path_factory, site, hosts, config_vars, router_url):
     with RouterLoad(router_url) as seen["load"]["deploy of a new commit and a config change"]:
         seen["good"] = _playbook("site.yml", *source, "-e", json.dumps(config))
     seen["after_good"] = _live_release(hosts, site)
-    seen["config_vars_after_change"] = hosts[site.app_hosts[0]].check_output(f"cat /etc/{APP}/env")
+    seen["config_vars_after_change"] = hosts[site.app_hosts[0]].check_output(f"cat {ENV_FILE}")
 
     # 2. A commit whose release phase fails: the deploy stops, the previous release keeps serving.
     processes = read_procfile(clone / "Procfile")
@@ -95,14 +99,11 @@ def deploys(tmp_path_factory, site, hosts, config_vars, router_url):
         seen["rollback"] = _playbook("rollback.yml")
     seen["after_rollback"] = _live_release(hosts, site)
     seen["serving_after_rollback"] = requests.get(f"{router_url}/api/health", timeout=30).status_code
-    seen["key_after"] = {
-        name: dict(
-            line.split("=", 1)
-            for line in hosts[name].check_output(f"cat /etc/{APP}/env").splitlines()
-            if line and not line.startswith("#")
-        )["DJANGO_SECRET_KEY"].strip('"')
-        for name in site.app_hosts
-    }
+    seen["secrets_after"] = {}
+    for name in site.app_hosts:
+        lines = hosts[name].check_output(f"cat {ENV_FILE}").splitlines()
+        found = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+        seen["secrets_after"][name] = {secret: found[secret].strip('"') for secret in SECRETS}
     for event, load in seen["load"].items():
         record(f"under load: {event}: requests", len(load.answers))
         record(f"under load: {event}: failed", len(load.failures()))
@@ -166,5 +167,7 @@ def test_rollback_puts_the_previous_release_back_in_service(deploys, site):
     assert deploys["serving_after_rollback"] == 200
 
 
-def test_secret_key_unchanged_after_re_converges(deploys):
-    assert deploys["key_after"] == deploys["key_before"]
+@pytest.mark.parametrize("secret", SECRETS)
+def test_secrets_unchanged_after_re_converges(deploys, site, secret):
+    for name in site.app_hosts:
+        assert deploys["secrets_after"][name][secret] == deploys["secrets_before"][name][secret], name

@@ -4,7 +4,7 @@ import concurrent.futures
 import time
 
 import pytest
-from conftest import APP, record
+from conftest import USER, record
 
 from tests import dyno_suite
 
@@ -45,7 +45,7 @@ class SystemdDyno:
         """(host, pid) of the gunicorn master ("web") or the Celery worker's parent ("worker")."""
         pattern = {"web": "bin/gunicorn --config", "worker": "bin/celery --app app worker"}[name]
         for hostname in self.site.app_hosts:
-            pid = self.hosts[hostname].run("pgrep -o -u %s -f %s", APP, pattern).stdout.strip()
+            pid = self.hosts[hostname].run("pgrep -o -u %s -f %s", USER, pattern).stdout.strip()
             if pid:
                 return self.hosts[hostname], pid
         raise AssertionError(f"no {name} process on {self.site.app_hosts}")
@@ -63,7 +63,7 @@ class SystemdDyno:
     def survivors(self):
         alive = []
         for hostname in self.site.app_hosts:
-            alive += self.hosts[hostname].run("pgrep -u %s || true", APP).stdout.split()
+            alive += self.hosts[hostname].run("pgrep -u %s || true", USER).stdout.split()
         return alive
 
     def exit_status(self, timeout):  # supervised: systemd restarts it, the suite does not ask

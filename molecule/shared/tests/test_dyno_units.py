@@ -2,7 +2,7 @@
 
 import re
 
-from conftest import APP, REPO, record
+from conftest import APP, REPO, USER, record
 
 from app.procfile import read_procfile
 
@@ -51,7 +51,7 @@ def test_units_run_the_procfile_commands(site, hosts):
 
 def test_units_are_sandboxed(site, hosts):
     expected = {
-        "User": APP,
+        "User": USER,
         "NoNewPrivileges": "yes",
         "ProtectSystem": "strict",
         "ProtectHome": "yes",

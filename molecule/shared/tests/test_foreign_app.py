@@ -16,7 +16,7 @@ import time
 
 import pytest
 import requests
-from conftest import APP, REPO, record
+from conftest import APP, CURRENT, REPO, record
 
 ANSIBLE = REPO / "ansible"
 FOREIGN_APP = REPO / "molecule" / "shared" / "foreign-app"
@@ -68,11 +68,11 @@ def foreign(tmp_path_factory, site, hosts):
     (repo / ".python-version").write_text("2.7\n")
     _git(repo, "add", "--all")
     _git(repo, "commit", "--quiet", "-m", "An app asking for a Python no Debian release has")
-    seen = {"live_before": {n: hosts[n].file(f"/srv/{APP}/current").linked_to for n in site.app_hosts}}
+    seen = {"live_before": {n: hosts[n].file(CURRENT).linked_to for n in site.app_hosts}}
     began = time.monotonic()
     seen["refused"] = _site(f"file://{repo}")
     record("another app: site.yml refusing its .python-version (s)", round(time.monotonic() - began, 1))
-    seen["live_after_refusal"] = {n: hosts[n].file(f"/srv/{APP}/current").linked_to for n in site.app_hosts}
+    seen["live_after_refusal"] = {n: hosts[n].file(CURRENT).linked_to for n in site.app_hosts}
 
     (repo / ".python-version").write_text(f"{wanted}\n")
     _git(repo, "commit", "--quiet", "-am", "Ask for the Python the host's Debian provides")
@@ -97,7 +97,7 @@ def test_unavailable_python_version_fails_before_any_change_naming_it(foreign):
 def test_foreign_app_from_a_git_url_serves_through_the_router(foreign, site, hosts, router_url):
     assert foreign["deployed"].returncode == 0, _log(foreign["deployed"])
     for name in site.app_hosts:
-        assert hosts[name].file(f"/srv/{APP}/current").linked_to.endswith(foreign["commit"]), name
+        assert hosts[name].file(CURRENT).linked_to.endswith(foreign["commit"]), name
     answer = requests.get(f"{router_url}/hello", timeout=30)
     assert answer.status_code == 200, answer.text[:500]
     assert answer.json() == {"app": "foreign", "python": foreign["wanted_python"], "dyno": "web.1", "path": "/hello"}

@@ -10,7 +10,7 @@ from conftest import REPO
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("dyno_memory_max_mb", "lots"), ("router_timeout_sec", "soon"), ("app_layout", "sideways")],
+    [("dyno_memory_max_mb", "lots"), ("router_timeout_sec", "soon"), ("double_boiler_layout", "sideways")],
 )
 def test_bad_variable_fails_before_any_change_naming_it(variable, value):
     env = dict(os.environ, ANSIBLE_ROLES_PATH=str(REPO / "ansible" / "roles"))

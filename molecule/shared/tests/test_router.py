@@ -6,7 +6,7 @@ import time
 
 import pytest
 import requests
-from conftest import APP, address_of, record
+from conftest import APP, USER, address_of, record
 
 from tests import dyno_suite
 
@@ -46,7 +46,7 @@ def test_router_logs_heroku_style_lines_to_the_journal(site, hosts, router_url):
 
 def _web_processes(host):
     """gunicorn's master and workers in the web dyno (pgrep by the Procfile's gunicorn command)."""
-    return host.check_output("pgrep -u %s -f 'bin/gunicorn --config' || true", APP).split()
+    return host.check_output("pgrep -u %s -f 'bin/gunicorn --config' || true", USER).split()
 
 
 def test_router_answers_503_when_the_dyno_sends_nothing_for_30_s(site, hosts, router_url):
