@@ -87,6 +87,38 @@ ENV_FILE = FACTS["double_boiler_env_file"]
 CONFIG_DIR = FACTS["double_boiler_config_dir"]
 
 
+def git(repo, *args):
+    """git in a throwaway checkout the verifiers deploy from, with a committer of its own."""
+    return subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=molecule", "-c", "user.email=molecule@localhost", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def playbook(name, *extra):
+    """ansible-playbook ansible/<name> against the Molecule hosts, as a user runs it; the run is kept."""
+    ansible = REPO / "ansible"
+    env = dict(
+        os.environ,
+        ANSIBLE_ROLES_PATH=str(ansible / "roles"),
+        ANSIBLE_FILTER_PLUGINS=str(ansible / "filter_plugins"),
+    )
+    return subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(ansible / name), *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,  # a deploy on a busy CI machine; bounded all the same
+    )
+
+
+def playbook_log(run):
+    """The end of a playbook run's output, for an assertion message."""
+    return f"rc={run.returncode}\n{run.stdout[-6000:]}\n{run.stderr[-3000:]}"
+
+
 class Site:
     """What runs where, from the Molecule inventory (the same groups site.yml reads)."""
 

@@ -13,38 +13,13 @@ import subprocess
 
 import pytest
 import requests
-from conftest import CURRENT, ENV_FILE, REPO, RouterLoad, record
+from conftest import CURRENT, ENV_FILE, REPO, RouterLoad, git, playbook, playbook_log, record
 
 from app.procfile import read_procfile
 
-ANSIBLE = REPO / "ansible"
 # The config vars holding a generated secret: app.json's secret key, and the add-ons' URLs with the Redis and
 # PostgreSQL passwords the data host keeps.
 SECRETS = ["DJANGO_SECRET_KEY", "REDIS_URL", "DATABASE_URL"]
-
-
-def _git(repo, *args):
-    return subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=molecule", "-c", "user.email=molecule@localhost", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-
-
-def _playbook(name, *extra):
-    env = dict(
-        os.environ,
-        ANSIBLE_ROLES_PATH=str(ANSIBLE / "roles"),
-        ANSIBLE_FILTER_PLUGINS=str(ANSIBLE / "filter_plugins"),
-    )
-    return subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(ANSIBLE / name), *extra],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=1800,  # a deploy on a busy CI machine; bounded all the same
-    )
 
 
 def _live_release(hosts, site):
@@ -66,7 +41,7 @@ def deploys(tmp_path_factory, site, hosts, config_vars, router_url):
     seen["first"] = _live_release(hosts, site)
     clone = tmp_path_factory.mktemp("deploy") / "repo"
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
-    _git(clone, "checkout", "--quiet", "-B", "deploy", os.environ.get("DOUBLE_BOILER_SOURCE_REF", "HEAD"))
+    git(clone, "checkout", "--quiet", "-B", "deploy", os.environ.get("DOUBLE_BOILER_SOURCE_REF", "HEAD"))
     source = ["-e", f"app_source_repo={clone}", "-e", "app_source_ref=HEAD"]
 
     # 0. The dynos restarted by hand (systemctl restart, `heroku ps:restart`).
@@ -76,12 +51,12 @@ def deploys(tmp_path_factory, site, hosts, config_vars, router_url):
     # 1. A good commit deployed with a config var changed (`heroku config:set` and `git push` in one
     #    converge, to keep CI short): the release phase (migrate) runs, then the new release goes live.
     (clone / "DEPLOYED_BY_MOLECULE").write_text("a new release\n")
-    _git(clone, "add", "DEPLOYED_BY_MOLECULE")
-    _git(clone, "commit", "--quiet", "-m", "A new release")
-    seen["good_id"] = _git(clone, "rev-parse", "--short=12", "HEAD")
+    git(clone, "add", "DEPLOYED_BY_MOLECULE")
+    git(clone, "commit", "--quiet", "-m", "A new release")
+    seen["good_id"] = git(clone, "rev-parse", "--short=12", "HEAD")
     config = {"app_config_vars": {"MOLECULE_CONFIG_CHANGE": "1"}}
     with RouterLoad(router_url) as seen["load"]["deploy of a new commit and a config change"]:
-        seen["good"] = _playbook("site.yml", *source, "-e", json.dumps(config))
+        seen["good"] = playbook("site.yml", *source, "-e", json.dumps(config))
     seen["after_good"] = _live_release(hosts, site)
     seen["config_vars_after_change"] = hosts[site.app_hosts[0]].check_output(f"cat {ENV_FILE}")
 
@@ -89,14 +64,14 @@ def deploys(tmp_path_factory, site, hosts, config_vars, router_url):
     processes = read_procfile(clone / "Procfile")
     processes["release"] = "python -c \"import sys; sys.exit('release phase failed on purpose')\""
     (clone / "Procfile").write_text("".join(f"{kind}: {command}\n" for kind, command in processes.items()))
-    _git(clone, "commit", "--quiet", "-am", "A release whose release phase fails")
+    git(clone, "commit", "--quiet", "-am", "A release whose release phase fails")
     with RouterLoad(router_url) as seen["load"]["failed release phase"]:
-        seen["bad"] = _playbook("site.yml", *source)
+        seen["bad"] = playbook("site.yml", *source)
     seen["after_bad"] = _live_release(hosts, site)
 
     # 3. Roll back: the release before the live one (the first) serves again.
     with RouterLoad(router_url) as seen["load"]["rollback"]:
-        seen["rollback"] = _playbook("rollback.yml")
+        seen["rollback"] = playbook("rollback.yml")
     seen["after_rollback"] = _live_release(hosts, site)
     seen["serving_after_rollback"] = requests.get(f"{router_url}/api/health", timeout=30).status_code
     seen["secrets_after"] = {}
@@ -109,10 +84,6 @@ def deploys(tmp_path_factory, site, hosts, config_vars, router_url):
         record(f"under load: {event}: failed", len(load.failures()))
         record(f"under load: {event}: longest request (s)", round(load.longest(), 2))
     return seen
-
-
-def _log(result):
-    return f"rc={result.returncode}\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
 
 
 # Known, not fixed (see the closing note of this round): in the split scenario (Debian 13) a rollback under
@@ -143,12 +114,12 @@ def test_no_request_fails_while_the_dynos_restart(deploys, event):
 
 
 def test_config_change_reaches_the_dynos(deploys):
-    assert deploys["good"].returncode == 0, _log(deploys["good"])
+    assert deploys["good"].returncode == 0, playbook_log(deploys["good"])
     assert 'MOLECULE_CONFIG_CHANGE="1"' in deploys["config_vars_after_change"]
 
 
 def test_new_commit_goes_live_after_the_release_phase(deploys, site, hosts):
-    assert deploys["good"].returncode == 0, _log(deploys["good"])
+    assert deploys["good"].returncode == 0, playbook_log(deploys["good"])
     for name in site.app_hosts:
         assert deploys["after_good"][name].endswith(deploys["good_id"]), name
     release_task = deploys["good"].stdout.split("Run the release phase", 1)[1][:600]
@@ -157,12 +128,14 @@ def test_new_commit_goes_live_after_the_release_phase(deploys, site, hosts):
 
 def test_failed_release_phase_keeps_the_old_release_serving(deploys, site):
     assert deploys["bad"].returncode != 0, "a failing release phase must fail the deploy"
-    assert "release phase failed on purpose" in deploys["bad"].stdout + deploys["bad"].stderr, _log(deploys["bad"])
+    assert "release phase failed on purpose" in deploys["bad"].stdout + deploys["bad"].stderr, playbook_log(
+        deploys["bad"]
+    )
     assert deploys["after_bad"] == deploys["after_good"]
 
 
 def test_rollback_puts_the_previous_release_back_in_service(deploys, site):
-    assert deploys["rollback"].returncode == 0, _log(deploys["rollback"])
+    assert deploys["rollback"].returncode == 0, playbook_log(deploys["rollback"])
     assert deploys["after_rollback"] == deploys["first"]
     assert deploys["serving_after_rollback"] == 200
 

@@ -8,55 +8,21 @@ without manage.py.
 It replaces the app the other verifiers test, so it runs last (conftest.py), in the default scenario only
 (one deploy is enough to show the roles take any Procfile app; CI time)."""
 
-import os
 import re
 import shutil
-import subprocess
 import time
 
 import pytest
 import requests
-from conftest import APP, CURRENT, REPO, record
+from conftest import APP, CURRENT, REPO, git, playbook, playbook_log, record
 
-ANSIBLE = REPO / "ansible"
 FOREIGN_APP = REPO / "molecule" / "shared" / "foreign-app"
 
 pytestmark = pytest.mark.replaces_the_app
 
 
-def _git(repo, *args):
-    return subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=molecule", "-c", "user.email=molecule@localhost", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-
-
 def _site(source):
-    env = dict(
-        os.environ, ANSIBLE_ROLES_PATH=str(ANSIBLE / "roles"), ANSIBLE_FILTER_PLUGINS=str(ANSIBLE / "filter_plugins")
-    )
-    return subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            os.environ["MOLECULE_INVENTORY_FILE"],
-            str(ANSIBLE / "site.yml"),
-            "-e",
-            f"app_source_repo={source}",
-            "-e",
-            "app_source_ref=HEAD",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=1800,
-    )
-
-
-def _log(run):
-    return f"rc={run.returncode}\n{run.stdout[-6000:]}\n{run.stderr[-3000:]}"
+    return playbook("site.yml", "-e", f"app_source_repo={source}", "-e", "app_source_ref=HEAD")
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +30,10 @@ def foreign(tmp_path_factory, site, hosts):
     repo = tmp_path_factory.mktemp("foreign") / "app"
     shutil.copytree(FOREIGN_APP, repo)
     wanted = (repo / ".python-version").read_text().strip()
-    _git(repo, "init", "--quiet", "--initial-branch=main")
+    git(repo, "init", "--quiet", "--initial-branch=main")
     (repo / ".python-version").write_text("2.7\n")
-    _git(repo, "add", "--all")
-    _git(repo, "commit", "--quiet", "-m", "An app asking for a Python no Debian release has")
+    git(repo, "add", "--all")
+    git(repo, "commit", "--quiet", "-m", "An app asking for a Python no Debian release has")
     seen = {"live_before": {n: hosts[n].file(CURRENT).linked_to for n in site.app_hosts}}
     began = time.monotonic()
     seen["refused"] = _site(f"file://{repo}")
@@ -75,9 +41,9 @@ def foreign(tmp_path_factory, site, hosts):
     seen["live_after_refusal"] = {n: hosts[n].file(CURRENT).linked_to for n in site.app_hosts}
 
     (repo / ".python-version").write_text(f"{wanted}\n")
-    _git(repo, "commit", "--quiet", "-am", "Ask for the Python the host's Debian provides")
+    git(repo, "commit", "--quiet", "-am", "Ask for the Python the host's Debian provides")
     seen["wanted_python"] = wanted
-    seen["commit"] = _git(repo, "rev-parse", "--short=12", "HEAD")
+    seen["commit"] = git(repo, "rev-parse", "--short=12", "HEAD")
     began = time.monotonic()
     seen["deployed"] = _site(f"file://{repo}")
     record("another app: site.yml deploying it over the app (s)", round(time.monotonic() - began, 1))
@@ -87,15 +53,15 @@ def foreign(tmp_path_factory, site, hosts):
 def test_unavailable_python_version_fails_before_any_change_naming_it(foreign):
     run = foreign["refused"]
     output = run.stdout + run.stderr
-    assert run.returncode != 0, _log(run)
-    assert re.search(r"\.python-version .* asks for Python 2\.7;.* provides 3\.\d+", output), _log(run)
+    assert run.returncode != 0, playbook_log(run)
+    assert re.search(r"\.python-version .* asks for Python 2\.7;.* provides 3\.\d+", output), playbook_log(run)
     changed = [int(n) for n in re.findall(r"changed=(\d+)", output)]
-    assert changed and not any(changed), _log(run)
+    assert changed and not any(changed), playbook_log(run)
     assert foreign["live_after_refusal"] == foreign["live_before"]
 
 
 def test_foreign_app_from_a_git_url_serves_through_the_router(foreign, site, hosts, router_url):
-    assert foreign["deployed"].returncode == 0, _log(foreign["deployed"])
+    assert foreign["deployed"].returncode == 0, playbook_log(foreign["deployed"])
     for name in site.app_hosts:
         assert hosts[name].file(CURRENT).linked_to.endswith(foreign["commit"]), name
     answer = requests.get(f"{router_url}/hello", timeout=30)
@@ -104,7 +70,7 @@ def test_foreign_app_from_a_git_url_serves_through_the_router(foreign, site, hos
 
 
 def test_every_process_type_of_its_procfile_runs_as_a_dyno(foreign, site, hosts):
-    assert foreign["deployed"].returncode == 0, _log(foreign["deployed"])
+    assert foreign["deployed"].returncode == 0, playbook_log(foreign["deployed"])
     for kind in ("web", "worker"):
         (name,) = [n for n in site.app_hosts if site.layout == "packed" or n in site.group(kind)]
         assert hosts[name].service(f"{APP}-{kind}.service").is_running, (name, kind)
@@ -120,6 +86,6 @@ def test_every_process_type_of_its_procfile_runs_as_a_dyno(foreign, site, hosts)
 
 def test_no_collectstatic_for_an_app_without_manage_py(foreign):
     deployed = foreign["deployed"]
-    assert deployed.returncode == 0, _log(deployed)
+    assert deployed.returncode == 0, playbook_log(deployed)
     task = deployed.stdout.split("Collect static files", 1)[1].split("TASK [", 1)[0]
     assert "skipping:" in task and "changed:" not in task, task
