@@ -32,8 +32,9 @@ bind = f"0.0.0.0:{settings.PORT}"
 # Two more for Heroku's stop (SIGTERM to every process, SIGKILL 30 s later):
 # - gunicorn's gevent worker waits on SIGTERM until every connection is closed, idle keep-alive ones included
 #   (a browser or a router holds one): one idle connection made every stop take graceful_timeout. The
-#   worker below closes its idle connections as soon as it is asked to stop (and any that turn idle or
-#   arrive afterwards); a request in flight still completes, with `Connection: close`.
+#   worker below closes its idle connections as soon as it is asked to stop (and any that turn idle
+#   afterwards); a request in flight still completes, with `Connection: close`, and so does one whose
+#   connection was accepted just before the stop (a connection with no whole request is idle after 2 s).
 # - a client error gunicorn answers itself (a request line past limit_request_line, a bad header) gets a
 #   JSON body like every other API error, not gunicorn's HTML page.
 import contextlib  # noqa: E402
@@ -42,6 +43,7 @@ import os  # noqa: E402
 import queue  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
+import time  # noqa: E402
 
 from gevent.monkey import get_original  # noqa: E402
 from gevent.server import StreamServer  # noqa: E402
@@ -79,13 +81,18 @@ class _CapturedReply:
 
 _PlainSocket = get_original("socket", "socket")
 
-# How often a stopping worker closes connections that turned idle (or connected) since it was asked to stop.
+# How often a stopping worker closes connections that turned idle since it was asked to stop.
 IDLE_SWEEP_SECONDS = 0.2
+# A connection that has not yet sent a whole request is idle only after this long: a client (the router
+# opens one connection per request) sends its request right after connecting, and closing the connection
+# in between answered it with nothing (a 502 from the router during a restart under load).
+NEW_CONNECTION_GRACE_SECONDS = 2.0
 
 
 class FairGeventWorker(ggevent.GeventWorker):
     def init_process(self):
         self.idle_connections = set()  # client sockets waiting for their next request
+        self.new_connections = {}  # client socket -> when accepted, until its first request is read
         self.serving = False
         super().init_process()
 
@@ -95,13 +102,15 @@ class FairGeventWorker(ggevent.GeventWorker):
         super().run()
 
     def handle(self, listener, client, addr):
-        self.idle_connections.add(client)
+        self.new_connections[client] = time.monotonic()
         try:
             super().handle(listener, client, addr)
         finally:
+            self.new_connections.pop(client, None)
             self.idle_connections.discard(client)
 
     def handle_request(self, listener_name, req, sock, addr):
+        self.new_connections.pop(sock, None)
         self.idle_connections.discard(sock)
         try:
             return super().handle_request(listener_name, req, sock, addr)
@@ -119,7 +128,9 @@ class FairGeventWorker(ggevent.GeventWorker):
 
     def _close_idle_connections(self):
         while True:
-            for sock in list(self.idle_connections):
+            silent_since = time.monotonic() - NEW_CONNECTION_GRACE_SECONDS
+            silent = [sock for sock, accepted in list(self.new_connections.items()) if accepted < silent_since]
+            for sock in list(self.idle_connections) + silent:
                 # Shut the connection down through a plain socket on a duplicate descriptor: the blocked read
                 # then sees an ordinary EOF and gunicorn closes the connection quietly (gevent's own
                 # shutdown() cancels the read with EBADF, which gunicorn logs as a socket error).

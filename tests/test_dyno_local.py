@@ -142,6 +142,25 @@ def test_sigterm_with_idle_keepalive_connections_and_inflight_work(heroku_dyno, 
     assert result["exit_status"] == 0
 
 
+def test_a_request_sent_just_after_connecting_is_answered_while_the_dyno_stops(heroku_dyno):
+    """The router opens one connection per request. A connection accepted just before SIGTERM whose request
+    arrives just after it is served, not closed unanswered as an idle one (the router's 502s during restarts
+    under load)."""
+    host, port = heroku_dyno.base_url.split("//", 1)[1].split(":")
+    connection = socket.create_connection((host, int(port)), timeout=10)
+    time.sleep(0.5)  # accepted by a gunicorn worker, no request yet
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        stopping = pool.submit(heroku_dyno.stop)
+        time.sleep(0.6)  # SIGTERM delivered; a stopping worker sweeps its idle connections every 0.2 s
+        connection.sendall(f"GET /api/health HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        answer = connection.recv(65536)
+        connection.close()
+        seconds, status = stopping.result(timeout=60)
+    heroku_dyno.start()
+    assert answer.startswith(b"HTTP/1.1 200"), f"the request got {answer[:200]!r}"
+    assert seconds < dyno_suite.STOP_WITHIN and status == 0
+
+
 @pytest.mark.parametrize("idle", [0, 1, 100])
 @pytest.mark.parametrize("inner", ["worker", "web"])
 def test_kill_9_of_inner_process_under_load_crashes_whole_dyno(heroku_dyno, inner, idle):
