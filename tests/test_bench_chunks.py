@@ -14,11 +14,20 @@ from app.jobs.views import fetch
 
 
 def test_bench_chunks_hold_at_most_50_jobs_and_one_second_of_work():
-    jobs = list(range(120))
-    assert [len(c) for c in chunks(jobs, 0)] == [50, 50, 20]
-    assert [len(c) for c in chunks(jobs[:10], 300)] == [3, 3, 3, 1]
-    assert [len(c) for c in chunks(jobs[:3], 5000)] == [1, 1, 1]
-    assert chunks([], 0) == []
+    def jobs(*ms):
+        return [{"id": str(k), "ms": m} for k, m in enumerate(ms)]
+
+    assert [len(c) for c in chunks(jobs(*[0] * 120))] == [50, 50, 20]
+    assert [len(c) for c in chunks(jobs(*[300] * 10))] == [3, 3, 3, 1]
+    assert [len(c) for c in chunks(jobs(5000, 5000, 5000))] == [1, 1, 1]
+    # Calls sent together mix their jobs: order kept, each message inside both limits.
+    assert [[j["ms"] for j in c] for c in chunks(jobs(600, 300, 200, 0, 5000, 10))] == [
+        [600, 300],
+        [200, 0],
+        [5000],
+        [10],
+    ]
+    assert chunks([]) == []
 
 
 def _jobs(n):

@@ -1,0 +1,148 @@
+"""Calls that enqueue at the same time send their jobs together (app/jobs/enqueue.py's GroupSender): fewer
+Celery messages for the page's storm of one-job calls, and still no call answered before its jobs are
+published, no job lost or sent twice, and a failed send reported to every call it carried."""
+
+import base64
+import json
+import threading
+import time
+
+import pytest
+from django.test import Client
+
+from app.jobs import enqueue, records
+
+
+def wait_until(condition, what, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+class GatedSend:
+    """A send that holds its first call until released, and keeps every batch it was given."""
+
+    def __init__(self, real=None, fail_on=None):
+        self.real, self.fail_on = real, fail_on
+        self.batches, self.first_started, self.release = [], threading.Event(), threading.Event()
+
+    def __call__(self, jobs):
+        if not self.batches:
+            self.first_started.set()
+            self.release.wait(10)
+        self.batches.append([job["id"] for job in jobs])
+        if self.fail_on is not None and len(self.batches) == self.fail_on:
+            raise ConnectionError("Redis went away mid-send")
+        if self.real is not None:
+            self.real(jobs)
+
+
+def run_calls(sender, gate, calls):
+    """One call (a list of job dicts) per thread; the first holds the send while the others queue behind it."""
+    outcome = {}
+
+    def call(index, jobs):
+        try:
+            sender.submit(jobs)
+            outcome[index] = ("sent", len(gate.batches))
+        except ConnectionError as problem:
+            outcome[index] = ("error", str(problem))
+
+    threads = [threading.Thread(target=call, args=(0, calls[0]))]
+    threads[0].start()
+    assert gate.first_started.wait(10)
+    threads += [threading.Thread(target=call, args=(i, jobs)) for i, jobs in enumerate(calls[1:], 1)]
+    for thread in threads[1:]:
+        thread.start()
+    wait_until(lambda: len(sender._queue) == len(calls) - 1, "the other calls to queue behind the first")
+    gate.release.set()
+    for thread in threads:
+        thread.join(10)
+    return outcome
+
+
+def jobs_of(n, ms=0):
+    return [{"id": f"{n}-{k}-{time.monotonic_ns()}", "ms": ms} for k in range(n)]
+
+
+def test_calls_that_arrive_during_a_send_go_together_in_the_next():
+    gate = GatedSend()
+    sender = enqueue.GroupSender(gate)
+    calls = [jobs_of(1) for _ in range(20)]
+    outcome = run_calls(sender, gate, calls)
+    assert gate.batches[0] == [calls[0][0]["id"]], "a lone call is sent at once, alone"
+    assert gate.batches[1] == [job["id"] for jobs in calls[1:] for job in jobs], "the rest in one send, in order"
+    # No call came back before the send carrying its jobs had finished.
+    assert outcome == {0: ("sent", 1), **{i: ("sent", 2) for i in range(1, 20)}}
+    # The sender stands down and the next lone call goes at once.
+    sender.submit(later := jobs_of(1))
+    assert gate.batches[2] == [later[0]["id"]]
+
+
+def test_a_failed_send_fails_every_call_it_carried_and_the_next_send_still_runs():
+    gate = GatedSend(fail_on=2)
+    sender = enqueue.GroupSender(gate)
+    outcome = run_calls(sender, gate, [jobs_of(1) for _ in range(5)])
+    assert outcome[0] == ("sent", 1)
+    assert [outcome[i] for i in range(1, 5)] == [("error", "Redis went away mid-send")] * 4
+    sender.submit(jobs_of(2))
+    assert len(gate.batches) == 3 and len(gate.batches[2]) == 2
+
+
+def test_calls_queued_behind_a_failed_send_fail_with_it_at_once():
+    """A stalled Redis holds the send for its socket timeout; the calls that queued behind it answer with the
+    same error when it ends (a JSON 503), not after a second timeout of their own."""
+    gate = GatedSend(fail_on=1)
+    sender = enqueue.GroupSender(gate)
+    outcome = run_calls(sender, gate, [jobs_of(1) for _ in range(4)])
+    assert outcome == {i: ("error", "Redis went away mid-send") for i in range(4)}
+    assert len(gate.batches) == 1, "one send was tried, for the first call"
+    sender.submit(jobs_of(1))
+    assert len(gate.batches) == 2
+
+
+@pytest.fixture
+def queue():
+    """Every job id in the Celery messages on the tests' Redis queue, message by message."""
+    client = records.redis_client()
+
+    def messages():
+        out = []
+        for raw in client.lrange("celery", 0, -1):
+            message = json.loads(raw)
+            body = json.loads(base64.b64decode(message["body"]))
+            out.append([job["id"] for job in body[1]["jobs"]])
+        return out
+
+    return messages
+
+
+def test_concurrent_api_calls_share_messages_and_every_job_is_queued_once(queue, monkeypatch):
+    gate = GatedSend(real=enqueue._send)
+    sender = enqueue.GroupSender(gate)
+    monkeypatch.setattr(enqueue, "_sender", sender)
+    before = {job_id for message in queue() for job_id in message}
+    answers = {}
+
+    def post(index):
+        response = Client().post("/api/jobs", {"kind": "io", "ms": 10}, content_type="application/json")
+        answers[index] = (response.status_code, [job["id"] for job in response.json()["jobs"]])
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(30)]
+    threads[0].start()
+    assert gate.first_started.wait(10)
+    for thread in threads[1:]:
+        thread.start()
+    wait_until(lambda: len(sender._queue) == 29, "29 calls to queue behind the first")
+    gate.release.set()
+    for thread in threads:
+        thread.join(10)
+
+    assert sorted(status for status, _ in answers.values()) == [202] * 30
+    ids = [job_id for _, call_ids in answers.values() for job_id in call_ids]
+    messages = [m for m in queue() if not set(m) & before]
+    queued = [job_id for message in messages for job_id in message]
+    assert sorted(queued) == sorted(ids), "every accepted job is in exactly one message"
+    assert len(messages) == 2, f"30 one-job calls, two sends of 1 and 29 jobs: {[len(m) for m in messages]}"
+    assert all(record["status"] == "PENDING" for record, _ in records.read(ids).values())
