@@ -86,31 +86,13 @@ def deploys(tmp_path_factory, site, hosts, config_vars, router_url):
     return seen
 
 
-# Known, not fixed (see the closing note of this round): in the split scenario (Debian 13) a rollback under
-# load once made /api/health answer 503 after its 3 s Redis timeout (2 of 6,525 requests; Redis on the
-# worker host did not answer within 3 s while rollback.yml ran there). Exactly that, and nothing else, is
-# marked as an expected failure; any other failed request fails the test.
-# What is known of the cause: rollback.yml touches neither Redis nor the firewall nor the network (it flips
-# the current link and restarts the dynos; the units did not change, so not even a daemon-reload). On a machine
-# at load 17-20 the deploy events failed the same way, with the database instead: 63 and 71 of ~20,000
-# /api/health answers were 503 "OperationalError: connection timeout expired" while site.yml ran on the worker
-# host. Each health check opened a new PostgreSQL connection (a backend fork and a SCRAM handshake), so the
-# router load itself cost the data host ~50 new connections a second; /api/health now asks the database at
-# most once a second per web process (app/jobs/views.py DatabaseProbe). Whether that also ends the rollback's
-# Redis timeouts is not known yet, so the expected failure stays, as narrow as it was.
-KNOWN_ROLLBACK_HEALTH_503 = "rollback: /api/health answered 503 (Redis slower than 3 s on the worker host)"
-
-
 @pytest.mark.parametrize(
     "event", ["restart", "deploy of a new commit and a config change", "failed release phase", "rollback"]
 )
 def test_no_request_fails_while_the_dynos_restart(deploys, event):
     load = deploys["load"][event]
     assert len(load.answers) > 20, load.summary()
-    failures = load.failures()
-    if event == "rollback" and failures and all(f[0] == "/api/health" and f[1] == 503 for f in failures):
-        pytest.xfail(f"{KNOWN_ROLLBACK_HEALTH_503}: {load.summary()}")
-    assert failures == [], load.summary()
+    assert load.failures() == [], load.summary()
 
 
 def test_config_change_reaches_the_dynos(deploys):
