@@ -404,6 +404,30 @@ def test_health_asks_the_database_once_a_second_and_shows_an_outage_within_it(cl
     assert len(asked) == 3
 
 
+def test_health_polls_during_a_slow_database_probe_do_not_open_connections_of_their_own(client, monkeypatch):
+    """While one probe waits on a slow connect, the other polls (greenlets of the same web process) answer
+    with the last answer instead of each asking the database too."""
+    from django.db import connection
+
+    from app.jobs import views
+
+    monkeypatch.setattr(views, "database_probe", views.DatabaseProbe(every=1.0))
+    assert client.get("/api/health").status_code == 200
+    views.database_probe._asked_at -= 1.0  # the last answer is a second old: the next poll asks again
+    asked, during = [], []
+    real_cursor = connection.cursor
+
+    def slow_cursor():  # polls that come in while this connect is under way
+        asked.append(1)
+        during.extend(client.get("/api/health").status_code for _ in range(5))
+        return real_cursor()
+
+    monkeypatch.setattr(connection, "cursor", slow_cursor)
+    assert client.get("/api/health").status_code == 200
+    assert len(asked) == 1, f"{len(asked)} database connections for 6 polls"
+    assert during == [200] * 5
+
+
 def test_a_refused_redis_is_a_json_503_naming_it(client, monkeypatch):
     import redis
 

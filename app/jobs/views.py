@@ -320,8 +320,10 @@ class DatabaseProbe:
     def problem(self):
         now = time.monotonic()
         if self._asked_at is None or now - self._asked_at >= self.every:
+            # Taken before asking: while a slow connect is under way (the 3 s case this exists for), the other
+            # greenlets answer with the last answer rather than each opening a connection of its own.
+            self._asked_at = now
             self._problem = self._ask()
-            self._asked_at = time.monotonic()
         return self._problem
 
     @staticmethod
