@@ -4,6 +4,8 @@ published, no job lost or sent twice, and a failed send reported to every call i
 
 import base64
 import json
+import subprocess
+import sys
 import threading
 import time
 
@@ -11,6 +13,7 @@ import pytest
 from django.test import Client
 
 from app.jobs import enqueue, records
+from tests.local_dyno import REPO
 
 
 def wait_until(condition, what, timeout=10):
@@ -46,8 +49,8 @@ def run_calls(sender, gate, calls):
         try:
             sender.submit(jobs)
             outcome[index] = ("sent", len(gate.batches))
-        except ConnectionError as problem:
-            outcome[index] = ("error", str(problem))
+        except Exception as problem:  # noqa: BLE001 - what each caller saw is the outcome
+            outcome[index] = ("error", f"{type(problem).__name__}: {problem}")
 
     threads = [threading.Thread(target=call, args=(0, calls[0]))]
     threads[0].start()
@@ -85,7 +88,11 @@ def test_a_failed_send_fails_every_call_it_carried_and_the_next_send_still_runs(
     sender = enqueue.GroupSender(gate)
     outcome = run_calls(sender, gate, [jobs_of(1) for _ in range(5)])
     assert outcome[0] == ("sent", 1)
-    assert [outcome[i] for i in range(1, 5)] == [("error", "Redis went away mid-send")] * 4
+    # Each caller gets an error of its own, a broker error (the API's JSON 503), saying what failed.
+    # The call that sent the group raises what the send raised; the others each get an error of their own, a
+    # broker error (the API's JSON 503), saying what failed.
+    failed = ("error", "OperationalError: sending the jobs failed: Redis went away mid-send")
+    assert [outcome[i] for i in range(1, 5)] == [("error", "ConnectionError: Redis went away mid-send")] + [failed] * 3
     sender.submit(jobs_of(2))
     assert len(gate.batches) == 3 and len(gate.batches[2]) == 2
 
@@ -96,10 +103,55 @@ def test_calls_queued_behind_a_failed_send_fail_with_it_at_once():
     gate = GatedSend(fail_on=1)
     sender = enqueue.GroupSender(gate)
     outcome = run_calls(sender, gate, [jobs_of(1) for _ in range(4)])
-    assert outcome == {i: ("error", "Redis went away mid-send") for i in range(4)}
+    failed = ("error", "OperationalError: sending the jobs failed: Redis went away mid-send")
+    assert outcome == {0: ("error", "ConnectionError: Redis went away mid-send"), 1: failed, 2: failed, 3: failed}
     assert len(gate.batches) == 1, "one send was tried, for the first call"
     sender.submit(jobs_of(1))
     assert len(gate.batches) == 2
+
+
+def test_a_send_carries_at_most_group_jobs_and_the_rest_go_next():
+    gate = GatedSend()
+    sender = enqueue.GroupSender(gate)
+    run_calls(sender, gate, [jobs_of(1)] + [jobs_of(enqueue.GROUP_JOBS // 2) for _ in range(4)] + [jobs_of(1)])
+    half = enqueue.GROUP_JOBS // 2
+    assert [len(batch) for batch in gate.batches] == [1, 2 * half, 2 * half, 1]
+
+
+KILLED_WAITER = """
+from gevent import monkey; monkey.patch_all()
+import django; django.setup()
+import gevent
+from app.jobs import enqueue
+
+release = gevent.event.Event()
+sent = []
+def send(jobs):
+    if not sent:
+        release.wait()
+    sent.append(len(jobs))
+sender = enqueue.GroupSender(send)
+first = gevent.spawn(sender.submit, [{"id": "a", "ms": 0}])
+gevent.sleep(0.05)
+waiting = [gevent.spawn(sender.submit, [{"id": n, "ms": 0}]) for n in "bcd"]
+gevent.sleep(0.05)
+WHICH.kill()  # a request killed (a timeout, a client gone) while its call waited
+release.set()
+gevent.joinall([first, *waiting], timeout=5)
+later = gevent.spawn(sender.submit, [{"id": "e", "ms": 0}])
+later.join(timeout=5)
+print("later call:", "sent" if later.successful() else "stuck", sent)
+"""
+
+
+@pytest.mark.parametrize("which", ["waiting[0]", "waiting[1]"])
+def test_a_call_killed_while_it_waits_does_not_hold_up_the_calls_after_it(which):
+    """In a gevent worker a request can be killed while its call waits for a send (the first queued call is
+    the next sender); the calls queued with it and those that come later are still sent."""
+    script = KILLED_WAITER.replace("WHICH", which)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "later call: sent [1, 2, 1]", result.stdout + result.stderr
 
 
 @pytest.fixture

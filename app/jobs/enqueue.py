@@ -5,6 +5,8 @@ import threading
 import time
 import uuid
 
+import kombu.exceptions
+
 from app.celery import app as celery_app
 from app.jobs import records
 from app.jobs.tasks import run_jobs
@@ -71,17 +73,23 @@ class _Call:
     def __init__(self, jobs):
         self.jobs = jobs
         self.woken = threading.Event()  # sent (or failed), or made the next sender
+        self.leads = False  # made the next sender (set under the lock)
         self.sent = False
         self.error = None
 
 
+# The most jobs one send carries (a single call larger than this still goes, alone): a storm's calls beyond it
+# wait for the next send, so one records write (and a Redis timeout) never holds a whole worker's calls.
+GROUP_JOBS = 500
+
+
 class GroupSender:
     """Sends the jobs of concurrent calls together (a group commit): while one call's jobs are being written
-    and published, the calls that arrive meanwhile queue theirs, and the next of them sends the whole queue in
-    one records write and one publish batch, their short jobs sharing messages. A lone call sends at once; no
-    call answers before its own jobs are published (or fails with the error their send met), so an accepted
-    job is never lost. The page's storm (one job per call, 100 calls in flight) cost the worker one message
-    per job, capped near 250 jobs/s by the message's own cost (python -m bench)."""
+    and published, the calls that arrive meanwhile queue theirs, and the next of them sends the queue (up to
+    GROUP_JOBS jobs) in one records write and one publish batch, their short jobs sharing messages. A lone
+    call sends at once; no call answers before its own jobs are published (or fails with the error their
+    send met), so an accepted job is never lost. The page's storm (one job per call, 100 calls in flight)
+    cost the worker one message per job, capped near 250 jobs/s by the message's own cost (python -m bench)."""
 
     def __init__(self, send=_send):
         self._send = send
@@ -93,27 +101,60 @@ class GroupSender:
         call = _Call(jobs)
         with self._lock:
             self._queue.append(call)
-            leads = not self._sending
+            call.leads = not self._sending
             self._sending = True
-        if not leads:
-            call.woken.wait()
+        if not call.leads:
+            try:
+                call.woken.wait()
+            except BaseException:  # this greenlet was killed or timed out while it waited
+                self._abandon(call)
+                raise
         if not call.sent:  # first in, or made the next sender by the one before
             self._send_queue()
         elif call.error is not None:
-            raise call.error
+            # A fresh error per caller (the one send's exception raised in many greenlets would share, and
+            # grow, one traceback); a broker error, so each caller answers the JSON 503 naming the broker.
+            raise kombu.exceptions.OperationalError(f"sending the jobs failed: {call.error}") from call.error
+
+    def _abandon(self, call):
+        with self._lock:
+            if call.sent:
+                return
+            if call in self._queue:
+                self._queue.remove(call)
+            if call.leads:  # it was made the next sender: hand that on, or stand down
+                self._hand_over()
+
+    def _hand_over(self):
+        """Under the lock: make the first queued call the next sender, or stand down."""
+        successor = self._queue[0] if self._queue else None
+        self._sending = successor is not None
+        if successor is not None:
+            successor.leads = True
+            successor.woken.set()
+
+    def _take(self):
+        """Under the lock: the queued calls of the next send, at most GROUP_JOBS jobs (at least one call)."""
+        taken, count = 0, 0
+        for call in self._queue:
+            if taken and count + len(call.jobs) > GROUP_JOBS:
+                break
+            taken, count = taken + 1, count + len(call.jobs)
+        calls, self._queue = self._queue[:taken], self._queue[taken:]
+        return calls
 
     def _send_queue(self):
-        # One turn for the calls already under way to queue their jobs too: a send that never waits on a
-        # socket (the embedded broker writes files) would otherwise never let another call in.
-        time.sleep(0)
-        with self._lock:
-            calls, self._queue = self._queue, []
-        error = None
+        calls, error = [], None
         try:
+            # One turn for the calls already under way to queue their jobs too: a send that never waits on a
+            # socket (the embedded broker writes files) would otherwise never let another call in.
+            time.sleep(0)
+            with self._lock:
+                calls = self._take()
             self._send([job for call in calls for job in call.jobs])
         except BaseException as problem:
-            # Each caller raises it: kombu's or Redis's error becomes their JSON 503. An interruption of this
-            # greenlet (a timeout, a kill) is its own; the others only learn their send did not finish.
+            # An interruption of this greenlet (a timeout, a kill) is its own; the others only learn that
+            # their send did not finish.
             error = problem if isinstance(problem, Exception) else RuntimeError("the send was interrupted")
             raise
         finally:
@@ -122,13 +163,10 @@ class GroupSender:
                     # What failed this send (Redis down or stalled) would fail or stall the next one too: the
                     # calls that queued meanwhile get the same answer now, not a second wait of their own.
                     calls, self._queue = calls + self._queue, []
-                successor = self._queue[0] if self._queue else None
-                self._sending = successor is not None
-            for call in calls:
-                call.error, call.sent = error, True
-                call.woken.set()
-            if successor is not None:  # the first call that queued meanwhile sends the next group
-                successor.woken.set()
+                for call in calls:
+                    call.error, call.sent = error, True
+                    call.woken.set()
+                self._hand_over()
 
 
 _sender = GroupSender()
