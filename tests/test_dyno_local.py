@@ -3,11 +3,13 @@
 
 import concurrent.futures
 import json
+import runpy
 import secrets
 import socket
 import time
 import uuid
 
+import psutil
 import pytest
 import requests
 
@@ -115,7 +117,10 @@ def test_dyno_binds_port_well_inside_heroku_boot_timeout(heroku_dyno):
     record("processes", processes)
     # web master + 2 workers, the Celery worker (beat is a thread of it), the launcher and its output readers
     assert processes >= 5
-    assert not [c for c in heroku_dyno.commands() if "beat" in c and "--beat-thread" not in c], "a beat process"
+    # Beat is a thread of the one Celery worker: no process of its own (a forked beat child would carry the
+    # worker's own command line, so the processes are counted, not their names).
+    celery = [p for p in map(psutil.Process, heroku_dyno.survivors()) if "celery" in " ".join(p.cmdline())]
+    assert len(celery) == 1 and celery[0].children() == [], [" ".join(p.cmdline()) for p in celery]
 
 
 def test_job_round_trip_over_redis_tls(heroku_dyno):
@@ -142,21 +147,35 @@ def test_sigterm_with_idle_keepalive_connections_and_inflight_work(heroku_dyno, 
     assert result["exit_status"] == 0
 
 
+GUNICORN_CONF = runpy.run_path(str(REPO / "app" / "gunicorn.conf.py"))
+IDLE_SWEEP_SECONDS = GUNICORN_CONF["IDLE_SWEEP_SECONDS"]
+NEW_CONNECTION_GRACE_SECONDS = GUNICORN_CONF["NEW_CONNECTION_GRACE_SECONDS"]
+
+
 def test_a_request_sent_just_after_connecting_is_answered_while_the_dyno_stops(heroku_dyno):
     """The router opens one connection per request. A connection accepted just before SIGTERM whose request
     arrives just after it is served, not closed unanswered as an idle one (the router's 502s during restarts
     under load)."""
     host, port = heroku_dyno.base_url.split("//", 1)[1].split(":")
+    mark = heroku_dyno.log_mark()
     connection = socket.create_connection((host, int(port)), timeout=10)
+    connected = time.monotonic()
     time.sleep(0.5)  # accepted by a gunicorn worker, no request yet
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         stopping = pool.submit(heroku_dyno.stop)
-        time.sleep(0.6)  # SIGTERM delivered; a stopping worker sweeps its idle connections every 0.2 s
+        deadline = time.monotonic() + 10
+        while not any("Handling signal: term" in line for line in heroku_dyno.log_since(mark)):
+            assert time.monotonic() < deadline, "gunicorn never logged the SIGTERM"
+            time.sleep(0.02)
+        time.sleep(2 * IDLE_SWEEP_SECONDS)  # a stopping worker has swept its idle connections at least once
+        sent_after = time.monotonic() - connected
         connection.sendall(f"GET /api/health HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
         answer = connection.recv(65536)
         connection.close()
         seconds, status = stopping.result(timeout=60)
     heroku_dyno.start()
+    # Sent later than this, the connection is idle by design and may be closed: the case would not be tested.
+    assert sent_after < NEW_CONNECTION_GRACE_SECONDS, f"the request went {sent_after:.1f} s after connecting"
     assert answer.startswith(b"HTTP/1.1 200"), f"the request got {answer[:200]!r}"
     assert seconds < dyno_suite.STOP_WITHIN and status == 0
 
