@@ -31,7 +31,7 @@ class BeatThread(bootsteps.StartStopStep):
     """`celery worker --beat-thread` (LocalProcfile): beat as a thread of the worker process, where Celery's
     own `--beat` forks a child process for it (celery/worker/components.py Beat).
 
-    The child cost the dyno a whole interpreter at rest (38 MB PSS, python -m bench), and it could outlive a
+    The child cost the dyno a whole interpreter at rest (README.md has the measured figure), and it could outlive a
     worker killed with -9, holding the worker's output pipe open. A thread costs neither: it lives and dies
     with the worker process, so exactly one beat runs per worker started with the flag. It is Celery's own
     embedded service in its threaded form (EmbeddedService(thread=True)), which ticks at least once a second.

@@ -74,7 +74,7 @@ def test_gunicorn_comes_first_in_the_inner_procfile():
 def test_beat_runs_inside_the_one_celery_worker_and_nowhere_else():
     # The packed dyno runs exactly one worker, and the split layout exactly one worker dyno: beat inside it
     # (`--beat-thread`, a thread of the worker: app/celery.py) runs once in either layout, and saves a whole
-    # process (python -m bench: ~40 MB PSS).
+    # process (README.md has the measured figure).
     inner = procfile("LocalProcfile")
     with_beat = [name for name, command in inner.items() if " --beat" in command or " beat" in command]
     assert with_beat == ["worker"]
