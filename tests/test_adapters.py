@@ -1,4 +1,4 @@
-"""The project's two reaches into libraries' private names, each behind one adapter: these tests run the real
+"""The project's reaches into libraries' private names, each behind one adapter: these tests run the real
 library through the adapter, so a release that renames or changes what it relies on fails here."""
 
 import io
@@ -153,3 +153,31 @@ def test_honcho_adapter_starts_each_process_in_its_own_group_inside_the_launcher
     session, group, pid = (int(x) for x in line.split(" ids ")[1].split())
     assert session == os.getsid(0), "the process left the launcher's session"
     assert group == pid, "the process does not lead a process group of its own"
+
+
+def test_celery_threaded_beat_stops_without_waiting_out_its_sleep():
+    """app/celery.py's BeatThread stops beat through `EmbeddedService(thread=True).service.stop(wait=False)`:
+    the threaded service's `service` attribute is Celery's, not public. A Celery that renames it, or whose
+    beat no longer ends promptly when asked, fails here."""
+    from celery.beat import EmbeddedService
+
+    from app.celery import BeatThread
+
+    beat_app = Celery("adapter-test", broker="memory://")
+    beat_app.conf.beat_schedule = {}
+
+    class Worker:
+        app = beat_app
+        scheduler = "celery.beat:Scheduler"
+
+    step = BeatThread(Worker, beat_thread=True)
+    step.obj = step.create(Worker)
+    assert isinstance(step.obj, threading.Thread) and type(step.obj) is type(EmbeddedService(beat_app, thread=True))
+    step.obj.start()
+    time.sleep(0.5)  # into its loop of ticks
+    assert step.obj.is_alive()
+    asked = time.monotonic()
+    step.stop(Worker)
+    step.obj.join(5)
+    assert not step.obj.is_alive(), "beat's thread still ticking 5 s after it was asked to stop"
+    assert time.monotonic() - asked < 5
