@@ -85,6 +85,8 @@ USER = FACTS["double_boiler_user"]
 CURRENT = FACTS["double_boiler_current"]
 ENV_FILE = FACTS["double_boiler_env_file"]
 CONFIG_DIR = FACTS["double_boiler_config_dir"]
+VENV = FACTS["double_boiler_venv"]
+PORT = FACTS["double_boiler_port"]  # the web dyno's $PORT
 
 
 def git(repo, *args):

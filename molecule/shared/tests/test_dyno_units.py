@@ -2,7 +2,7 @@
 
 import re
 
-from conftest import APP, REPO, USER, record
+from conftest import APP, PORT, REPO, USER, record
 
 from app.procfile import read_procfile
 
@@ -36,7 +36,7 @@ def test_units_set_port_dyno_and_dyno_ram(site, hosts):
     for name, unit in site.unit_hosts():
         environment = hosts[name].service(unit).systemd_properties["Environment"]
         kind = unit.removeprefix(f"{APP}-").removesuffix(".service")
-        assert "PORT=5000" in environment.split(), unit
+        assert f"PORT={PORT}" in environment.split(), unit
         assert f"DYNO={kind}.1" in environment.split(), unit
         assert "DYNO_RAM=512" in environment.split(), unit
 

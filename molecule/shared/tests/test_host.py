@@ -1,7 +1,7 @@
 """The host as the base and app roles leave it: the unprivileged user, the release layout, the config vars."""
 
 import pytest
-from conftest import CONFIG_DIR, CURRENT, ENV_FILE, USER
+from conftest import CONFIG_DIR, CURRENT, ENV_FILE, USER, VENV
 
 
 def test_app_user_is_unprivileged_with_a_nologin_shell(site, hosts):
@@ -41,7 +41,7 @@ def test_current_release_is_root_owned_and_read_only_to_the_app(site, hosts):
         assert current.is_symlink, name
         release = host.file(current.linked_to)
         assert release.is_directory and release.user == "root" and release.mode == 0o755, name
-        assert host.file(f"{current.linked_to}/.venv/bin/python").exists, f"{name}: no virtualenv"
+        assert host.file(f"{current.linked_to}/{VENV}/bin/python").exists, f"{name}: no virtualenv"
         assert host.file(f"{current.linked_to}/staticfiles").is_directory, f"{name}: collectstatic did not run"
         assert host.run(f"runuser -u {USER} -- test -w {current.linked_to}").rc != 0, f"{name}: code is writable"
 

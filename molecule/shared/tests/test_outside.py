@@ -5,7 +5,7 @@ hosts, may answer; the dyno's port is systemd's socket on loopback, reached by t
 import asyncio
 
 import pytest
-from conftest import address_of, record
+from conftest import PORT, address_of, record
 
 SSH = 22
 
@@ -59,8 +59,8 @@ def test_only_ssh_and_the_router_answer_from_outside(site, scans):
 
 def test_dyno_port_is_on_loopback_only(site, hosts):
     for name in site.group("web"):
-        assert hosts[name].socket("tcp://127.0.0.1:5000").is_listening, name
-        assert not hosts[name].socket("tcp://0.0.0.0:5000").is_listening, name
+        assert hosts[name].socket(f"tcp://127.0.0.1:{PORT}").is_listening, name
+        assert not hosts[name].socket(f"tcp://0.0.0.0:{PORT}").is_listening, name
 
 
 def test_addons_answer_the_other_app_hosts_only(site, hosts):

@@ -1,7 +1,7 @@
 """Units running and enabled, ports listening where the layout puts them."""
 
 import pytest
-from conftest import APP
+from conftest import APP, PORT
 
 
 def test_dyno_units_are_running_and_enabled(site, hosts):
@@ -34,14 +34,14 @@ def test_router_is_running_and_enabled(site, hosts):
 def test_router_and_web_dyno_listen(site, hosts):
     for name in site.group("web"):
         assert hosts[name].socket("tcp://0.0.0.0:80").is_listening, f"nginx on {name}"
-        assert hosts[name].socket("tcp://127.0.0.1:5000").is_listening, f"the web dyno's $PORT on {name}"
+        assert hosts[name].socket(f"tcp://127.0.0.1:{PORT}").is_listening, f"the web dyno's $PORT on {name}"
 
 
 def test_web_dyno_port_is_held_by_systemd(site, hosts):
     for name in site.group("web"):
         socket_unit = hosts[name].service(f"{APP}-web.socket")
         assert socket_unit.is_running and socket_unit.is_enabled, name
-        assert socket_unit.systemd_properties["Listen"] == "127.0.0.1:5000 (Stream)", name
+        assert socket_unit.systemd_properties["Listen"] == f"127.0.0.1:{PORT} (Stream)", name
 
 
 def test_data_services_listen_on_loopback(site, hosts):
