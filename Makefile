@@ -51,7 +51,11 @@ run: $(VENV)/.run-deps
 
 # One after the other: the VPS verifiers drive load through the router while they deploy, and the app's
 # tests beside them starved the 2-core machine (a 3 s database connect timed out during a deploy).
-test: lint test-app test-vps
+# (a recipe, not prerequisites, so `make -j test` keeps the order too).
+test:
+	$(MAKE) lint
+	$(MAKE) test-app
+	$(MAKE) test-vps
 
 # Python lint and format (rules in ruff.toml) and shellcheck on the shell scripts.
 lint: $(VENV)/.dev-deps
