@@ -8,6 +8,8 @@ Those live in honcho's private names, read here only; tests/test_adapters.py run
 each of them, so a honcho release that renames one fails there, not in a stopping dyno.
 """
 
+import subprocess
+
 from honcho.manager import Manager
 
 
@@ -19,11 +21,14 @@ class ManagerAdapter(Manager):
         Linux groups the CPU time of a session (sched_autogroup, on by default on Debian and on systemd's
         services) and shares the CPU fairly between sessions before `nice` ranks the processes inside one. A
         session per process made LocalProcfile's `nice -n 10` worker an equal of gunicorn: a CPU-bound storm
-        took half of a 2-core dyno's page throughput (python -m bench, the packing tax)."""
+        took half of a 2-core dyno's page throughput (python -m bench, the packing tax).
+
+        stdin is /dev/null: in the terminal's session but not its foreground group, a process reading the
+        terminal (a breakpoint() under `make run`) would be stopped by SIGTTIN and hang the dyno unseen."""
         process = super().add_process(name, cmd, **kwargs)
         child_ctor = process._child_ctor
         process._child_ctor = lambda cmd, **options: child_ctor(
-            cmd, start_new_session=False, process_group=0, **options
+            cmd, start_new_session=False, process_group=0, stdin=subprocess.DEVNULL, **options
         )
         return process
 

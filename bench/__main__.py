@@ -28,7 +28,7 @@ import requests
 from app.procfile import process_command
 from bench import peers
 from bench.report import write_report
-from tests.local_dyno import REPO, LocalDyno, RedisServer
+from tests.local_dyno import REPO, VENV_BIN, LocalDyno, RedisServer
 
 WRK_SCRIPT = """
 done = function(summary, latency, requests)
@@ -187,7 +187,10 @@ class Bench:
         subprocess.run(
             [sys.executable, "manage.py", "collectstatic", "--noinput"], cwd=REPO, check=True, stdout=subprocess.DEVNULL
         )
-        subprocess.run(["bash", "-c", process_command("release")], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+        # The Procfile's own release command, its `python` this interpreter's (as the dynos' is: local_dyno).
+        path = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"
+        release = ["bash", "-c", process_command("release")]
+        subprocess.run(release, cwd=REPO, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PATH": path})
         self.redis = RedisServer(self.folder / "redis").start()
         say(f"redis-server on port {self.redis.port}")
         self.sampler = MemorySampler()

@@ -143,15 +143,18 @@ def test_honcho_adapter_hands_a_listening_socket_down_to_the_process():
 
 def test_honcho_adapter_starts_each_process_in_its_own_group_inside_the_launchers_session():
     """One session for the whole dyno, so `nice` in LocalProcfile ranks the worker below gunicorn (Linux shares
-    the CPU between sessions first: sched_autogroup); one process group each, so kill_group still works."""
+    the CPU between sessions first: sched_autogroup); one process group each, so kill_group still works;
+    stdin /dev/null, as a background group's must be."""
     out = io.StringIO()
     manager = ManagerAdapter(printer=Printer(out))
-    check = "import os; print('ids', os.getsid(0), os.getpgid(0), os.getpid())"
+    check = "import os; print('ids', os.getsid(0), os.getpgid(0), os.getpid(), os.readlink('/proc/self/fd/0'))"
     manager.add_process("probe", f'exec python3 -c "{check}"')
     manager.loop()
     line = next(x for x in out.getvalue().splitlines() if " ids " in x)
-    session, group, pid = (int(x) for x in line.split(" ids ")[1].split())
+    session, group, pid, stdin = line.split(" ids ")[1].split()
+    session, group, pid = int(session), int(group), int(pid)
     assert session == os.getsid(0), "the process left the launcher's session"
+    assert stdin == "/dev/null", "a process reading the terminal from a background group would be stopped"
     assert group == pid, "the process does not lead a process group of its own"
 
 
