@@ -81,6 +81,7 @@ def run_http(args):  # noqa: C901 - one loop per HTTP client
     seen_done = {}
     records = {}
     http_errors = []
+    status_reads = [0, 0]  # GET calls, ids asked for
     duplicates = 0
     next_slot = [0]
     enqueue_finished = [False]
@@ -125,6 +126,8 @@ def run_http(args):  # noqa: C901 - one loop per HTTP client
                 break  # everything sent was seen done; ids of failed POSTs stay None
 
             def read(batch):
+                status_reads[0] += 1
+                status_reads[1] += len(batch)
                 try:
                     status, data = request("GET", "/api/jobs?ids=" + ",".join(batch))
                 except Exception as problem:  # noqa: BLE001
@@ -163,6 +166,10 @@ def run_http(args):  # noqa: C901 - one loop per HTTP client
     failed = [r for r in records.values() if r["state"] == "failed"]
     duplicates = len(sent) - len(set(sent))
     server_latency = [r["finished_at"] - r["enqueued_at"] for r in done if r.get("finished_at")]
+    # The server's span (first job enqueued to last job finished, the dyno's clock; this process began a
+    # little before it): what the rest of `seconds` is, is the poller noticing the last jobs.
+    finished = [r["finished_at"] for r in done if r.get("finished_at")]
+    server_span = max(finished) - min(r["enqueued_at"] for r in done) if finished else None
     client_latency = [seen_done[i] - sent_at[s] for s, i in enumerate(ids) if i in seen_done]
     return {
         "mode": "http",
@@ -184,6 +191,9 @@ def run_http(args):  # noqa: C901 - one loop per HTTP client
         "seconds": elapsed,
         "enqueue_seconds": enqueue_seconds,
         "jobs_per_s": len(done) / elapsed if elapsed else 0.0,
+        "server_span_s": server_span,
+        "status_reads": status_reads[0],
+        "ids_read_per_job": status_reads[1] / len(sent) if sent else 0.0,
         "latency_s": percentiles(server_latency),
         "client_latency_s": percentiles(client_latency),
         "web_workers": sorted({r.get("web_worker") for r in done}),
