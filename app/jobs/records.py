@@ -112,9 +112,15 @@ def _check_serializer():
         )
 
 
+# One encoder for every record: json.dumps with any option but the defaults builds a new encoder per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def _encode(record):
     _check_serializer()
-    return json.dumps({k: v for k, v in record.items() if k != "completions"}, separators=(",", ":"))
+    if "completions" in record:  # the count is Redis's to write (WRITE_SCRIPT)
+        record = {k: v for k, v in record.items() if k != "completions"}
+    return _ENCODER.encode(record)
 
 
 def mget(keys):
