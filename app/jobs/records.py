@@ -3,13 +3,19 @@
 A job's record is a Celery result meta (the shape Celery's backend stores with result_extended on), kept in
 Celery's own result backend - Redis on Heroku and the VPS, files locally - under Celery's key for the job's
 id, so `AsyncResult(job_id).get()` works too. Beside it a counter of completions (INCR, atomic) says how many
-times a worker ran the job to completion.
+times a worker ran the job to completion; each record carries the count as it was when the record was written
+(`completions`), so one read of the records answers the API.
 
-Reads and writes go through one small blocking Redis pool per process (below), pipelined: with gevent,
+Reads and writes go through one small blocking Redis pool per process (below): with gevent,
 `celery_app.backend` is per greenlet (Celery keeps it thread-local), which opened a Redis connection pool
-per request (celery/celery#7960), and Celery's backend writes one round trip per call.
+per request (celery/celery#7960), and Celery's backend writes one round trip per call. A batch of records is
+one Redis command: MGET to read, one Lua script (WRITE_SCRIPT) to write. Records are JSON, as Celery's json
+result serializer writes them, encoded and decoded with the standard library's C codec: kombu's codec
+(an object hook per nested dict) and redis-py packing and parsing four commands per record were most of
+the CPU a job cost the web side and the worker (python -m bench, "jobs enqueued together").
 """
 
+import json
 from functools import lru_cache
 
 import kombu.exceptions
@@ -60,8 +66,16 @@ def redis_client():
     return redis.Redis(connection_pool=pool)
 
 
+@lru_cache(maxsize=1)
+def _key_prefix():
+    """Celery's key prefix for task results (with any global prefix), derived from its own public method once:
+    building each key through it was a tenth of a status read's CPU."""
+    sample = "0"
+    return backend().get_key_for_task(sample)[: -len(sample)]
+
+
 def key(job_id):
-    return backend().get_key_for_task(job_id)
+    return _key_prefix() + job_id.encode()
 
 
 def completions_key(job_id):
@@ -89,6 +103,26 @@ def meta(job_id, kwargs, status=states.PENDING, **fields):
     }
 
 
+@lru_cache(maxsize=1)
+def _check_serializer():
+    serializer = backend().serializer
+    if serializer != "json":
+        raise ValueError(
+            f"job records are JSON: CELERY_RESULT_SERIALIZER must be json (app/settings.py), not {serializer!r}"
+        )
+
+
+# One encoder for every record: json.dumps with any option but the defaults builds a new encoder per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
+def _encode(record):
+    _check_serializer()
+    if "completions" in record:  # the count is Redis's to write (WRITE_SCRIPT)
+        record = {k: v for k, v in record.items() if k != "completions"}
+    return _ENCODER.encode(record)
+
+
 def mget(keys):
     client = redis_client()
     return client.mget(keys) if client is not None else list(backend().mget(keys))
@@ -96,52 +130,103 @@ def mget(keys):
 
 def read(job_ids):
     """{job_id: (record, completions)} for the ids that have a record."""
-    store = backend()
-    keys = [key(job_id) for job_id in job_ids]
-    values = mget(keys + [completions_key(job_id) for job_id in job_ids])
-    found = {}
-    for job_id, raw, completions in zip(job_ids, values[: len(keys)], values[len(keys) :], strict=True):
-        if raw:
-            found[job_id] = (store.decode_result(raw), int(completions or 0))
+    found, uncounted = {}, []
+    for job_id, record in _decoded(job_ids):
+        completions = record.pop("completions", None)
+        found[job_id] = (record, completions)
+        if completions is None:  # a record written before records carried their count
+            uncounted.append(job_id)
+    if uncounted:
+        for job_id, count in zip(uncounted, mget([completions_key(i) for i in uncounted]), strict=True):
+            found[job_id] = (found[job_id][0], int(count or 0))
     return found
 
 
 def finished(job_ids):
     """The ids among `job_ids` whose record says done or failed."""
-    store = backend()
-    return {
-        job_id
-        for job_id, raw in zip(job_ids, mget([key(job_id) for job_id in job_ids]), strict=True)
-        if raw and store.decode_result(raw).get("status") in states.READY_STATES
-    }
+    return {job_id for job_id, record in _decoded(job_ids) if record.get("status") in states.READY_STATES}
+
+
+def _decoded(job_ids):
+    """(job_id, record) for the ids that have a record, in order: one MGET, and one JSON decode for all."""
+    present = [(job_id, raw) for job_id, raw in zip(job_ids, mget([key(i) for i in job_ids]), strict=True) if raw]
+    if not present:
+        return []
+    decoded = json.loads(b"[" + b",".join(raw if isinstance(raw, bytes) else raw.encode() for _, raw in present) + b"]")
+    return [(job_id, record) for (job_id, _), record in zip(present, decoded, strict=True)]
+
+
+# One call writes a batch of records, atomically per record: the completion count (INCR, or the counter as it
+# stands) goes into the record as it is stored, so the record read back says how many times the job completed,
+# whichever of two runs wrote last. Each record is published on its key as Celery's backend does, so
+# AsyncResult.get() sees it; in the script the value crosses the network once.
+#   KEYS: the record keys, then the counter key of each record that has one (see COUNT_*), in order
+#   ARGV: seconds to keep records and counters; "1" to publish; then a COUNT_* flag and a JSON record per key
+WRITE_SCRIPT = """
+local expires, publish, n = ARGV[1], ARGV[2] == '1', (#ARGV - 2) / 2
+local counter = n
+for i = 1, n do
+    local flag, value, count = ARGV[1 + 2 * i], ARGV[2 + 2 * i], 0
+    if flag ~= '0' then
+        counter = counter + 1
+        if flag == '+' then
+            count = redis.call('INCR', KEYS[counter])
+            redis.call('EXPIRE', KEYS[counter], expires)
+        else
+            count = redis.call('GET', KEYS[counter]) or 0
+        end
+    end
+    value = string.sub(value, 1, -2) .. ',"completions":' .. count .. '}'
+    redis.call('SET', KEYS[i], value, 'EX', expires)
+    if publish then
+        redis.call('PUBLISH', KEYS[i], value)
+    end
+end
+"""
+COUNT_NONE = "0"  # a queued record, written before its job is published: nothing has run it
+COUNT_ONE_MORE = "+"  # this write completes the job
+COUNT_AS_IT_STANDS = "="  # running (or any other state a worker writes)
+
+
+@lru_cache(maxsize=1)
+def _write_script():
+    return redis_client().register_script(WRITE_SCRIPT)
+
+
+def _count_flag(job_id, record, completed):
+    if job_id in completed:
+        return COUNT_ONE_MORE
+    return COUNT_NONE if record.get("status") == states.PENDING else COUNT_AS_IT_STANDS
 
 
 def write(records, publish=True, completed=()):
-    """Write records ({job_id: meta}) and count one completion for each id in `completed`: on Redis in one
-    pipelined round trip, publishing each record like Celery does so AsyncResult.get() sees it (queued
-    records have no one waiting, so they skip that)."""
-    if not records and not completed:
+    """Write records ({job_id: meta}) and count one completion for each id in `completed` (a subset of the
+    records' ids): on Redis one Lua call, publishing each record like Celery does so AsyncResult.get() sees it
+    (queued records have no one waiting, so they skip that)."""
+    completed = set(completed)
+    if not completed <= set(records):
+        raise ValueError(f"completed jobs without a record: {sorted(completed - set(records))}")
+    if not records:
         return
     store = backend()
     client = redis_client()
-    if client is None:
+    flags = {job_id: _count_flag(job_id, record, completed) for job_id, record in records.items()}
+    if client is None:  # the embedded store: one machine, one worker process
         for job_id, record in records.items():
-            store.set(key(job_id), store.encode(record))
-        for job_id in completed:  # the embedded store: one machine, one worker process
-            store.set(completions_key(job_id), str(int(store.get(completions_key(job_id)) or 0) + 1))
+            count = 0
+            if flags[job_id] != COUNT_NONE:
+                count = int(store.get(completions_key(job_id)) or 0)
+            if flags[job_id] == COUNT_ONE_MORE:
+                count += 1
+                store.set(completions_key(job_id), str(count))
+            store.set(key(job_id), _encode(record)[:-1] + f',"completions":{count}}}')
         return
-    expires = store.expires or 24 * 3600
-    with client.pipeline(transaction=False) as pipe:
-        for job_id, record in records.items():
-            value, name = store.encode(record), key(job_id)
-            pipe.set(name, value, ex=expires)
-            if publish:
-                pipe.publish(name, value)
-        for job_id in completed:
-            name = completions_key(job_id)
-            pipe.incr(name)
-            pipe.expire(name, expires)
-        pipe.execute()
+    keys = [key(job_id) for job_id in records]
+    keys += [completions_key(job_id) for job_id, flag in flags.items() if flag != COUNT_NONE]
+    args = [store.expires or 24 * 3600, "1" if publish else "0"]
+    for job_id, record in records.items():
+        args += (flags[job_id], _encode(record))
+    _write_script()(keys=keys, args=args, client=client)
 
 
 def get_value(name):

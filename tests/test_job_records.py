@@ -1,0 +1,103 @@
+"""Job records as the API and Celery read them: the completion count each record carries, Celery's own key
+and result channel, and the embedded store. Needs the tests' Redis (conftest.py); no worker: the worker's
+writes are made directly through records.write, as app/jobs/runner.py makes them."""
+
+import threading
+import time
+import uuid
+
+import pytest
+from celery import states
+
+from app.celery import app as celery_app
+from app.jobs import records
+from app.jobs.embedded import AtomicFilesystemBackend
+from app.jobs.runner import run_chunk
+from app.jobs.views import fetch
+
+KWARGS = {"kind": "io", "ms": 0, "enqueued_at": 1.0, "web_worker": "gunicorn pid 1"}
+
+
+def _queued(n=1):
+    ids = [str(uuid.uuid4()) for _ in range(n)]
+    records.write({job_id: records.meta(job_id, KWARGS) for job_id in ids}, publish=False)
+    return ids
+
+
+def _done(job_id):
+    result = {"kind": "io", "ms": 0, "celery_worker": "w pid 2", "started_at": 1.0, "finished_at": 2.0}
+    return records.meta(job_id, KWARGS, states.SUCCESS, result=result, worker="w@h")
+
+
+def _running(job_id):
+    return records.meta(job_id, KWARGS, states.STARTED, result={"pid": 2, "hostname": "w@h"}, worker="w@h")
+
+
+def test_record_keys_are_the_ones_celery_reads():
+    job_id = str(uuid.uuid4())
+    assert records.key(job_id) == records.backend().get_key_for_task(job_id)
+
+
+def test_each_completion_counts_once_and_a_later_running_write_keeps_the_count():
+    """Two runs that both finish the same job (a redelivery while the first still ran) show as 2, not 1: the
+    count comes from Redis's atomic INCR, and a running record written afterwards does not reset it."""
+    [job_id] = _queued()
+    assert fetch([job_id])[job_id]["completions"] == 0
+    records.write({job_id: _done(job_id)}, completed=[job_id])
+    assert fetch([job_id])[job_id]["completions"] == 1
+    records.write({job_id: _running(job_id)})
+    assert (fetch([job_id])[job_id]["state"], fetch([job_id])[job_id]["completions"]) == ("running", 1)
+    records.write({job_id: _done(job_id)}, completed=[job_id])
+    assert fetch([job_id])[job_id]["completions"] == 2
+
+
+def test_a_record_from_before_records_carried_their_count_reads_its_counter():
+    """Records written by the previous release (24 h of them) keep their count in the counter key alone."""
+    job_id = str(uuid.uuid4())
+    client = records.redis_client()
+    client.set(records.key(job_id), records.backend().encode(_done(job_id)))
+    client.set(records.completions_key(job_id), 1)
+    job = fetch([job_id])[job_id]
+    assert (job["state"], job["completions"], job["celery_worker"]) == ("done", 1, "w pid 2")
+
+
+def test_completing_a_job_without_its_record_is_refused():
+    [job_id] = _queued()
+    with pytest.raises(ValueError, match=job_id):
+        records.write({}, completed=[job_id])
+
+
+def test_a_waiter_subscribed_before_the_job_finishes_gets_its_result():
+    """AsyncResult.get() subscribes to the record's channel; the worker's write publishes there."""
+    [job_id] = _queued()
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(celery_app.AsyncResult(job_id).get(timeout=10)))
+    waiter.start()
+    time.sleep(0.5)  # the waiter has read the queued record and is listening
+    assert not got
+    records.write({job_id: _done(job_id)}, completed=[job_id])
+    waiter.join(15)
+    assert got and got[0]["celery_worker"] == "w pid 2"
+
+
+def test_embedded_store_counts_completions_and_skips_finished_jobs_on_redelivery(tmp_path, monkeypatch):
+    """`make run`'s store (files, no Redis): the same records, the same counts."""
+    store = AtomicFilesystemBackend(app=celery_app, url=f"file://{tmp_path}")
+    monkeypatch.setattr(records, "backend", lambda: store)
+    monkeypatch.setattr(records, "redis_client", lambda: None)
+    monkeypatch.setattr(records, "_key_prefix", lambda: store.get_key_for_task("0")[:-1])
+    ids = _queued(3)
+    jobs = [{"id": job_id, **KWARGS} for job_id in ids]
+    ran = []
+
+    def execute(kind, ms):
+        ran.append(kind)
+        return {"kind": kind, "ms": ms, "celery_worker": "w pid 2", "started_at": 1.0, "finished_at": 2.0}
+
+    assert {fetch(ids)[i]["state"] for i in ids} == {"queued"}
+    run_chunk(jobs[:2], "w@h", execute)
+    run_chunk(jobs, "w@h", execute)  # redelivered: the first two are done already
+    found = fetch(ids)
+    assert len(ran) == 3
+    assert [(found[i]["state"], found[i]["completions"]) for i in ids] == [("done", 1)] * 3
+    assert celery_app.AsyncResult(ids[0], backend=store).result["celery_worker"] == "w pid 2"
