@@ -39,11 +39,12 @@ def execute(kind, ms):
     }
 
 
-# Records of the jobs of one message are written together, in one pipelined round trip, at most this long
-# after the last write (a group commit): a Redis round trip per job made a message of 50 short jobs cost 51
-# round trips, a third of Celery's own chunks() (python -m bench, "jobs enqueued together"). A job that says
-# it takes this long or longer gets its STARTED written before it runs, so it shows as running while it runs;
-# a shorter one may go from queued to done in the API without a visible running state.
+# Records of the jobs of one message are written together, in one round trip, before the first job that
+# starts this long or longer after the last write (a group commit; a finished job's record waits less than
+# twice this): a Redis round trip per job made a message of 50 short jobs cost 51 round trips, a third of
+# Celery's own chunks() (python -m bench, "jobs enqueued together"). A job that says it takes this long or
+# longer gets its STARTED written before it runs, so it shows as running while it runs; a shorter one may go
+# from queued to done in the API without a visible running state.
 FLUSH_MS = 50
 
 
