@@ -86,6 +86,7 @@ def run_http(args):  # noqa: C901 - one loop per HTTP client
     duplicates = 0
     next_slot = [0]
     enqueue_finished = [False]
+    unanswered = [0]  # jobs of calls that got no answer (a timeout, a reset): accepted or not, nobody knows
     started = time.monotonic()
 
     def sender():
@@ -99,6 +100,7 @@ def run_http(args):  # noqa: C901 - one loop per HTTP client
                 status, data = request("POST", "/api/jobs", body)
             except Exception as problem:  # noqa: BLE001 - counted and reported
                 http_errors.append(f"POST: {problem!r}")
+                unanswered[0] += count
                 continue
             if status != 202:
                 http_errors.append(f"POST {status}: {data[:200]!r}")
@@ -192,8 +194,11 @@ def run_http(args):  # noqa: C901 - one loop per HTTP client
         "done": len(done),
         "failed": len(failed),
         # Refused: calls the API answered with an error (a 503 names what failed), so those jobs were never
-        # accepted and the caller knows; lost: accepted (an id came back) but never seen done or failed.
-        "refused": n - len(sent),
+        # accepted and the caller knows; unanswered: calls that got no answer at all, whose jobs may have been
+        # accepted (never seen, so counted apart from both); lost: accepted (an id came back) but never seen
+        # done or failed.
+        "refused": n - len(sent) - unanswered[0],
+        "unanswered": unanswered[0],
         "lost": len(sent) - len(done) - len(failed),
         "duplicated_ids": duplicates,
         "http_errors": len(http_errors),

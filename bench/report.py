@@ -107,16 +107,22 @@ def compute(results):
         run, ceiling = jobs.get(key), jobs.get(ceiling_key)
         r = _ratio(run and run["jobs_per_s"], ceiling and ceiling["jobs_per_s"])
         clean = bool(run and ceiling) and all(
-            x["lost"] == 0 and x["duplicated_ids"] == 0 and x["failed"] == 0 and not x.get("refused")
+            x["lost"] == 0
+            and x["duplicated_ids"] == 0
+            and x["failed"] == 0
+            and not x.get("refused")
+            and not x.get("unanswered")
             for x in (run, ceiling)
         )
         refused = sum(x.get("refused", 0) for x in (run, ceiling) if x)
+        unanswered = sum(x.get("unanswered", 0) for x in (run, ceiling) if x)
         target(
             f"{text} >= {goal}x {JOB_RUNS[ceiling_key].split(':')[0]}, same worker; 0 lost, 0 duplicated",
             f"{run['jobs_per_s']:,.0f} vs {ceiling['jobs_per_s']:,.0f} jobs/s = {r:.2f}x; "
             f"lost {run['lost'] + ceiling['lost']}, "
             f"duplicated {run['duplicated_ids'] + ceiling['duplicated_ids']}"
-            + (f"; {refused} refused (HTTP errors: the API answered, nothing accepted was lost)" if refused else "")
+            + (f"; {refused} refused (the API answered an error: those jobs were not accepted)" if refused else "")
+            + (f"; {unanswered} unanswered (no answer: accepted or not, unknown)" if unanswered else "")
             if r
             else "not measured",
             r is not None and r >= goal and clean,
@@ -283,8 +289,9 @@ def markdown(results):
         "",
         "## Jobs end to end (io 0 ms unless said)",
         "",
-        "| Run | Jobs | Jobs/s | Enqueue→done p50 / p95 / p99 ms | Done | Failed | Refused | Lost | Duplicated |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| Run | Jobs | Jobs/s | Enqueue→done p50 / p95 / p99 ms | Done | Failed | Refused | Unanswered | Lost "
+        "| Duplicated |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for key, name in JOB_RUNS.items():
         r = results["jobs"].get(key)
@@ -293,7 +300,7 @@ def markdown(results):
             latency = f"{_ms(lat.get('p50'))} / {_ms(lat.get('p95'))} / {_ms(lat.get('p99'))}"
             lines.append(
                 f"| {name} | {r['jobs']:,} | {r['jobs_per_s']:,.0f} | {latency} | {r['done']:,} | {r['failed']} "
-                f"| {r.get('refused', 0)} | {r['lost']} | {r['duplicated_ids']} |"
+                f"| {r.get('refused', 0)} | {r.get('unanswered', 0)} | {r['lost']} | {r['duplicated_ids']} |"
             )
     mem, life = results["memory"], results.get("lifecycle", {})
     lines += [
