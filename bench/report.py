@@ -223,13 +223,14 @@ WHY_BEATEN = {
 def _why(row):
     if row.startswith("plain page req/s"):
         return (
-            "not the CPU each request costs: measured with `python -m bench.probe` (servers in turns, CPU time of "
-            "each process per request), the dyno's gunicorn workers spend the same CPU per request as stock "
-            "gunicorn+gevent (1.00-1.02x, medians of 13-33 paired runs), the yield after each request that makes "
+            "mostly not the CPU each request costs: measured with `python -m bench.probe` (servers in turns, CPU "
+            "time of each process per request), the dyno's gunicorn workers spend 1.02-1.05x the CPU per request "
+            "of stock gunicorn+gevent (medians of 31-41 paired runs), the yield after each request that makes "
             "connections take turns is about 2% of a worker's samples (py-spy) and keeps p99 down (without it "
-            "1.4-2.2 s at 200 connections), and the launcher and the idle Celery worker add 0.4% (at most 1.8%) "
+            "1.4-2.7 s at 200 connections), and the launcher and the idle Celery worker add 0.4% (at most 1.8%) "
             "to the gunicorn workers' CPU. The rounds' req/s ratios spread widely on a shared machine "
-            "(report.json): a run that got a smaller share of the CPU serves less"
+            "(report.json): a run that got a smaller share of the CPU serves less, as does one where a gunicorn "
+            "worker took most of wrk's new connections (bench.probe shows how they were shared)"
         )
     return WHY_BEATEN.get(row, "within this run's noise; compare with a quiet run")
 
