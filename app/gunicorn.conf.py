@@ -27,7 +27,12 @@ bind = f"0.0.0.0:{settings.PORT}"
 #   to 100 per wake-up, gevent's default;
 # - a keep-alive connection goes straight on to its next request without yielding; we yield after each
 #   request (gevent.sleep(0)), so the connections of a worker take turns.
-# Together: p99 1.3-1.5 s -> 175 ms at 200 connections on a plain WSGI app, with no loss of throughput.
+# Together: p99 1.3-1.5 s -> 175 ms at 200 connections on a plain WSGI app. Their cost, measured on the demo
+# page under wrk (python -m bench.probe: the servers in turns, CPU time per request): 1.02-1.05x the CPU per
+# request of stock gunicorn+gevent (medians of 31-41 paired runs); the yield and the bookkeeping below are
+# about 2% of a worker's py-spy samples. Without the yield p99 went back to 1.4-2.7 s. Accepting 10 per
+# wake-up instead of 100 spread a burst of new connections more evenly over the workers (with 100 the first
+# awake sometimes took all of wrk's 50) but held new connections longer (p99 ~320 -> ~500 ms at 200).
 #
 # Two more for Heroku's stop (SIGTERM to every process, SIGKILL 30 s later):
 # - gunicorn's gevent worker waits on SIGTERM until every connection is closed, idle keep-alive ones included

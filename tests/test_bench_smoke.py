@@ -13,12 +13,16 @@ import pytest
 from tests.local_dyno import REPO
 
 
-def test_bench_smoke_run_measures_every_peer_and_loses_no_job(tmp_path):
+def _needs_tools():
     missing = [tool for tool in ("wrk", "redis-server", "taskset") if not shutil.which(tool)]
     if missing:
         if os.environ.get("CI"):
             pytest.fail(f"{', '.join(missing)} missing: `make test` installs them")
         pytest.skip(f"{', '.join(missing)} not installed (`make test` installs them)")
+
+
+def test_bench_smoke_run_measures_every_peer_and_loses_no_job(tmp_path):
+    _needs_tools()
     completed = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--out", str(tmp_path)],
         cwd=REPO,
@@ -48,3 +52,32 @@ def test_bench_smoke_run_measures_every_peer_and_loses_no_job(tmp_path):
     assert niceness["celery worker"] > niceness["gunicorn"], niceness
     assert all(target["measured"] != "not measured" for target in results["targets"])
     assert (tmp_path / "report.md").read_text().count("\n## ") >= 5
+
+
+def test_web_probe_measures_the_dyno_bare_gevent_and_a_gunicorn_config_in_turns(tmp_path):
+    """`python -m bench.probe`, one short round: every server answers wrk without errors, the CPU each stack's
+    processes spent per request is read, and the dyno's gunicorn workers hold all of wrk's connections (none
+    left waiting in the listen backlog, as stock gunicorn leaves them behind a busy worker)."""
+    _needs_tools()
+    out = tmp_path / "probe.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.probe", "--rounds", "1", "--duration", "2", "--connections", "20"]
+        + ["--conf", "config=app/gunicorn.conf.py", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
+    found = json.loads(out.read_text())
+    runs = {run["server"]: run for run in found["runs"]}
+    assert set(runs) == {"packed dyno", "bare gevent", "config"}
+    for run in runs.values():
+        assert run["requests"] > 0 and run["errors"] == 0, run
+        workers = [name for name in run["cpu_ms_per_1000"] if name.startswith("gunicorn ") and "master" not in name]
+        assert len(workers) == 2 and sum(run["cpu_ms_per_1000"][n] for n in workers) > 0, run
+        assert run["cpu_ms_per_1000"]["wrk"] > 0, run
+    assert "celery" in runs["packed dyno"]["cpu_ms_per_1000"], runs["packed dyno"]
+    for server in ("packed dyno", "config"):
+        assert sum(runs[server]["connections_per_worker"]) == 20, runs[server]
+    assert set(found["medians"]["20"]) == {"packed dyno", "bare gevent", "config"}
