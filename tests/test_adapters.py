@@ -184,3 +184,27 @@ def test_celery_threaded_beat_stops_without_waiting_out_its_sleep():
     step.obj.join(5)
     assert not step.obj.is_alive(), "beat's thread still ticking 5 s after it was asked to stop"
     assert time.monotonic() - asked < 5
+
+
+def test_gunicorn_names_the_worker_config_relies_on():
+    """app/gunicorn.conf.py reaches two of gunicorn's names: it replaces the StreamServer that the gevent
+    worker's run() builds its servers with (a global of gunicorn.workers.ggevent, looked up at call time), and
+    a freshly forked worker drains the arbiter's SIG_QUEUE (a queue.SimpleQueue) for a stop signal that came
+    before its own handlers. A gunicorn that builds its servers another way, or keeps its signals elsewhere,
+    fails here rather than in a dyno that ignores a stop during boot."""
+    import inspect
+    import queue
+
+    from gevent.server import StreamServer
+    from gunicorn.arbiter import Arbiter
+    from gunicorn.workers import ggevent
+
+    assert ggevent.StreamServer is StreamServer
+    assert "StreamServer" in ggevent.GeventWorker.run.__code__.co_names, "run() no longer builds a StreamServer"
+
+    arbiter = Arbiter.__new__(Arbiter)
+    init = inspect.getsource(Arbiter.__init__)
+    assert "self.SIG_QUEUE = queue.SimpleQueue()" in init, "the arbiter keeps its signals elsewhere"
+    arbiter.SIG_QUEUE = queue.SimpleQueue()
+    arbiter.signal(signal.SIGTERM, None)  # what the master's handler does with a signal
+    assert arbiter.SIG_QUEUE.get_nowait() == signal.SIGTERM
