@@ -84,6 +84,11 @@ def completions_key(job_id):
     return key(job_id) + b"-completions"
 
 
+def job_kwargs(job):
+    """A job's arguments as its record keeps them, from the job as it travels (its id beside them)."""
+    return {name: job[name] for name in ("kind", "ms", "enqueued_at", "web_worker")}
+
+
 def meta(job_id, kwargs, status=states.PENDING, **fields):
     """A record in the shape Celery's backend stores (result_extended on)."""
     return {

@@ -66,7 +66,7 @@ def run_chunk(jobs, hostname, execute=execute):
     for job in jobs:
         if job["id"] in done_before:
             continue
-        kwargs = {k: job[k] for k in ("kind", "ms", "enqueued_at", "web_worker")}
+        kwargs = records.job_kwargs(job)
         if job["ms"] >= FLUSH_MS or (time.monotonic() - last_write) * 1000 >= FLUSH_MS:
             # Written now, so the job shows as running while it runs (a record not written now would be
             # replaced by the job's outcome before the next write: not built at all).
