@@ -90,6 +90,23 @@ class MemorySampler(threading.Thread):
         self.join(5)
 
 
+def build_and_release():
+    """Heroku's sequence before the first dyno: the build (collectstatic), then the release phase (a fresh
+    clone has no local database until it runs), the Procfile's own command with this interpreter's python."""
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput"], cwd=REPO, check=True, stdout=subprocess.DEVNULL
+    )
+    path = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"
+    release = ["bash", "-c", process_command("release")]
+    subprocess.run(release, cwd=REPO, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PATH": path})
+
+
+def in_turns(servers, round_number):
+    """The servers in this round's order: each round starts with the next one, so none always runs first."""
+    turn = round_number % len(servers)
+    return servers[turn:] + servers[:turn]
+
+
 class Bench:
     def __init__(self, out, smoke):
         self.out = out
@@ -185,15 +202,7 @@ class Bench:
             if not shutil.which(tool):
                 raise SystemExit(f"{tool} is not installed: `make bench` installs it (Debian: wrk, redis-server)")
         self.results["machine"] = {"load_average_at_start": load_average()}
-        # Heroku's sequence before the first dyno: the build (collectstatic), then the release phase (a fresh
-        # clone has no local database until it runs).
-        subprocess.run(
-            [sys.executable, "manage.py", "collectstatic", "--noinput"], cwd=REPO, check=True, stdout=subprocess.DEVNULL
-        )
-        # The Procfile's own release command, its `python` this interpreter's (as the dynos' is: local_dyno).
-        path = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"
-        release = ["bash", "-c", process_command("release")]
-        subprocess.run(release, cwd=REPO, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PATH": path})
+        build_and_release()
         self.redis = RedisServer(self.folder / "redis").start()
         say(f"redis-server on port {self.redis.port}")
         self.sampler = MemorySampler()
@@ -294,8 +303,7 @@ class Bench:
         for label, connections, repeats in self.scenarios():
             runs = {}
             for round_number in range(repeats):
-                turn = round_number % len(servers)
-                for server in servers[turn:] + servers[:turn]:
+                for server in in_turns(servers, round_number):
                     path = server.job_path if label.startswith("job API") else self.path(label)
                     runs.setdefault(server.label, []).append(self.wrk(server, label, path, connections))
             # The best run of each server in the table (other work on the machine only ever slows a run down), and

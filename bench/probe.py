@@ -15,7 +15,6 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -25,7 +24,7 @@ from pathlib import Path
 import psutil
 
 from bench import peers
-from bench.__main__ import WRK_SCRIPT, Bench
+from bench.__main__ import Bench, build_and_release, in_turns
 from tests.local_dyno import REPO, LocalCommand, RedisServer
 
 
@@ -94,25 +93,21 @@ def main(argv=None):
     bench = Bench(folder, smoke=False)
     bench.duration = args.duration
     workers = bench.dyno_facts()["web_concurrency"]
-    subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--noinput"], cwd=REPO, check=True, stdout=subprocess.DEVNULL
-    )
+    build_and_release()
     redis = RedisServer(folder / "redis").start()
     servers = [] if args.no_dyno else [peers.packed_dyno(redis.url, folder / "packed.log")]
     servers.append(peers.bare_gunicorn("gevent", redis.url, workers, folder / "bare.log"))
     for item in args.conf:
         label, _, path = item.partition("=")
         servers.append(gunicorn_with(Path(path).resolve(), redis.url, folder / f"{label}.log", label))
-    bench.wrk_script.write_text(WRK_SCRIPT)
     runs = []
     try:
         bench.start(*servers)
         for server in servers:
             bench.wrk(server, "warm-up", args.path, 50, duration=1, record=False)
         for round_number in range(args.rounds):
-            turn = round_number % len(servers)
             for connections in (int(c) for c in args.connections.split(",")):
-                for server in servers[turn:] + servers[:turn]:
+                for server in in_turns(servers, round_number):
                     row = measured_run(bench, server, args.path, connections)
                     row["round"] = round_number
                     runs.append(row)
