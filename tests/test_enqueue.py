@@ -3,6 +3,7 @@ Celery messages for the page's storm of one-job calls, and still no call answere
 published, no job lost or sent twice, and a failed send reported to every call it carried."""
 
 import base64
+import functools
 import json
 import subprocess
 import sys
@@ -41,8 +42,21 @@ class GatedSend:
             self.real(jobs)
 
 
+def first_holds_the_send(sender, gate, callers):
+    """Run each caller in a thread: the first holds the send while the others queue behind it, then go."""
+    threads = [threading.Thread(target=caller) for caller in callers]
+    threads[0].start()
+    assert gate.first_started.wait(10)
+    for thread in threads[1:]:
+        thread.start()
+    wait_until(lambda: len(sender._queue) == len(callers) - 1, "the other calls to queue behind the first")
+    gate.release.set()
+    for thread in threads:
+        thread.join(10)
+
+
 def run_calls(sender, gate, calls):
-    """One call (a list of job dicts) per thread; the first holds the send while the others queue behind it."""
+    """One call (a list of job dicts) per thread, the first holding the send; what each caller saw."""
     outcome = {}
 
     def call(index, jobs):
@@ -52,16 +66,7 @@ def run_calls(sender, gate, calls):
         except Exception as problem:  # noqa: BLE001 - what each caller saw is the outcome
             outcome[index] = ("error", f"{type(problem).__name__}: {problem}")
 
-    threads = [threading.Thread(target=call, args=(0, calls[0]))]
-    threads[0].start()
-    assert gate.first_started.wait(10)
-    threads += [threading.Thread(target=call, args=(i, jobs)) for i, jobs in enumerate(calls[1:], 1)]
-    for thread in threads[1:]:
-        thread.start()
-    wait_until(lambda: len(sender._queue) == len(calls) - 1, "the other calls to queue behind the first")
-    gate.release.set()
-    for thread in threads:
-        thread.join(10)
+    first_holds_the_send(sender, gate, [functools.partial(call, i, jobs) for i, jobs in enumerate(calls)])
     return outcome
 
 
@@ -181,15 +186,7 @@ def test_concurrent_api_calls_share_messages_and_every_job_is_queued_once(queue,
         response = Client().post("/api/jobs", {"kind": "io", "ms": 10}, content_type="application/json")
         answers[index] = (response.status_code, [job["id"] for job in response.json()["jobs"]])
 
-    threads = [threading.Thread(target=post, args=(i,)) for i in range(30)]
-    threads[0].start()
-    assert gate.first_started.wait(10)
-    for thread in threads[1:]:
-        thread.start()
-    wait_until(lambda: len(sender._queue) == 29, "29 calls to queue behind the first")
-    gate.release.set()
-    for thread in threads:
-        thread.join(10)
+    first_holds_the_send(sender, gate, [functools.partial(post, i) for i in range(30)])
 
     assert sorted(status for status, _ in answers.values()) == [202] * 30
     ids = [job_id for _, call_ids in answers.values() for job_id in call_ids]
