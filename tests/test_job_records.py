@@ -73,7 +73,11 @@ def test_a_waiter_subscribed_before_the_job_finishes_gets_its_result():
     got = []
     waiter = threading.Thread(target=lambda: got.append(celery_app.AsyncResult(job_id).get(timeout=10)))
     waiter.start()
-    time.sleep(0.5)  # the waiter has read the queued record and is listening
+    client, channel = records.redis_client(), records.key(job_id)
+    deadline = time.monotonic() + 10
+    while client.pubsub_numsub(channel)[0][1] < 1:  # the waiter listens on the record's channel
+        assert time.monotonic() < deadline and waiter.is_alive(), f"nobody subscribed to {channel!r}: {got}"
+        time.sleep(0.01)
     assert not got
     records.write({job_id: _done(job_id)}, completed=[job_id])
     waiter.join(15)
