@@ -23,16 +23,19 @@ bind = f"0.0.0.0:{settings.PORT}"
 # median request took 1-2 ms while p99 was 1.5-5 s (some connections waited for most of the run). Two causes,
 # two small fixes in FairGeventWorker below:
 # - with several workers gunicorn sets the gevent server's max_accept to 1, so a busy worker takes one new
-#   connection per turn of its event loop and the rest wait in the listen backlog for seconds; we accept up
-#   to 100 per wake-up, gevent's default;
+#   connection per turn of its event loop and the rest wait in the listen backlog for seconds; gevent's
+#   default, up to 100 per wake-up, let the first worker awake take a whole burst (wrk's 50 connections: 50
+#   and 0 in one run of six, so one core served and the other idled, 0.5-0.7x the req/s). Each wake-up takes
+#   its worker's share of the connections waiting (the kernel's accept queue length / workers, at least
+#   one): a burst is shared, and what one worker leaves is taken by the other or by its own next turns;
 # - a keep-alive connection goes straight on to its next request without yielding; we yield after each
 #   request (gevent.sleep(0)), so the connections of a worker take turns.
 # Together: p99 1.3-1.5 s -> 175 ms at 200 connections on a plain WSGI app. Their cost, measured on the demo
 # page under wrk (python -m bench.probe: the servers in turns, CPU time per request): 1.02-1.05x the CPU per
 # request of stock gunicorn+gevent (medians of 31-41 paired runs); the yield and the bookkeeping below are
-# about 2% of a worker's py-spy samples. Without the yield p99 went back to 1.4-2.7 s. Accepting 10 per
-# wake-up instead of 100 spread a burst of new connections more evenly over the workers (with 100 the first
-# awake sometimes took all of wrk's 50) but held new connections longer (p99 ~320 -> ~500 ms at 200).
+# about 2% of a worker's py-spy samples. Without the yield p99 went back to 1.4-2.7 s. A fixed 10 per wake-up
+# instead of 100 spread bursts too, but held new connections longer (p99 ~320 -> ~500 ms at 200), and so did
+# counting each worker's connections in shared memory and taking one per wake-up while ahead (~600 ms).
 #
 # Two more for Heroku's stop (SIGTERM to every process, SIGKILL 30 s later):
 # - gunicorn's gevent worker waits on SIGTERM until every connection is closed, idle keep-alive ones included
@@ -44,10 +47,12 @@ bind = f"0.0.0.0:{settings.PORT}"
 #   JSON body like every other API error, not gunicorn's HTML page.
 import contextlib  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import os  # noqa: E402
 import queue  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
+import struct  # noqa: E402
 import time  # noqa: E402
 
 from gevent.monkey import get_original  # noqa: E402
@@ -56,12 +61,34 @@ from gunicorn import util  # noqa: E402
 from gunicorn.workers import ggevent  # noqa: E402
 
 
-class _AcceptingServer(StreamServer):
-    """gevent's StreamServer that keeps its default max_accept when gunicorn tries to set it to 1."""
+def waiting_connections(listener):
+    """How many connections wait in the listening socket's accept queue (Linux: TCP_INFO of a listening
+    socket gives the queue length as tcpi_unacked), or None where the kernel does not say."""
+    try:
+        info = listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)
+    except (AttributeError, OSError):  # not Linux, or not a TCP socket (a Unix socket bind)
+        return None
+    return struct.unpack_from("I", info, _TCPI_UNACKED)[0] if len(info) >= _TCP_INFO_SIZE else None
+
+
+# struct tcp_info (linux/tcp.h, a stable ABI): eight one-byte fields, then u32 rto, ato, snd_mss, rcv_mss,
+# unacked (for a listening socket: the accept queue's length), sacked (its limit).
+_TCPI_UNACKED = 24
+_TCP_INFO_SIZE = 32
+
+
+class QueueShareServer(StreamServer):
+    """gevent's StreamServer that takes its share of the waiting connections per wake-up, where gunicorn
+    sets max_accept to 1 (above) and gevent's default takes up to 100."""
+
+    workers = 1  # gunicorn's worker count, set by the worker before it builds its servers
 
     @property
     def max_accept(self):
-        return StreamServer.max_accept
+        waiting = waiting_connections(self.socket) if hasattr(self, "socket") else None
+        if waiting is None:
+            return StreamServer.max_accept
+        return max(1, min(StreamServer.max_accept, math.ceil(waiting / self.workers)))
 
     @max_accept.setter
     def max_accept(self, value):
@@ -102,7 +129,8 @@ class FairGeventWorker(ggevent.GeventWorker):
         super().init_process()
 
     def run(self):
-        ggevent.StreamServer = _AcceptingServer  # the name ggevent.GeventWorker.run builds its servers with
+        ggevent.StreamServer = QueueShareServer  # the name ggevent.GeventWorker.run builds its servers with
+        QueueShareServer.workers = self.cfg.workers
         self.serving = True
         super().run()
 

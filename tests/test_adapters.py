@@ -208,3 +208,54 @@ def test_gunicorn_names_the_worker_config_relies_on():
     arbiter.SIG_QUEUE = queue.SimpleQueue()
     arbiter.signal(signal.SIGTERM, None)  # what the master's handler does with a signal
     assert arbiter.SIG_QUEUE.get_nowait() == signal.SIGTERM
+
+
+def test_gevent_server_takes_its_share_of_the_accept_queue_per_wake_up():
+    """app/gunicorn.conf.py's server answers gevent's max_accept (a documented attribute of gevent's servers:
+    the connections accepted per wake-up) with its worker's share of the listening socket's accept queue, read
+    from the kernel (TCP_INFO). This runs gevent's real accept loop: with 40 connections waiting and 2
+    workers, one wake-up takes 20 and leaves 20 for the other worker (or for this one's next turn). A gevent
+    that reads max_accept some other way, or a kernel that no longer reports the queue, fails here."""
+    import runpy
+    import socket
+    from pathlib import Path
+
+    import gevent
+
+    conf = runpy.run_path(str(Path(__file__).resolve().parents[1] / "app" / "gunicorn.conf.py"))
+    waiting_connections = conf["waiting_connections"]
+
+    class TwoWorkers(conf["QueueShareServer"]):
+        workers = 2
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(512)
+        assert waiting_connections(listener) == 0
+        clients = [socket.create_connection(listener.getsockname()) for _ in range(40)]
+        assert waiting_connections(listener) == 40
+        left_after_first_wake_up = []
+
+        def handle(client, address):
+            # Handlers start once the wake-up that accepted them has ended.
+            if not left_after_first_wake_up:
+                left_after_first_wake_up.append(waiting_connections(listener))
+
+        listener.setblocking(False)  # as gunicorn's is in a gevent worker: accept never blocks the hub
+        server = TwoWorkers(listener, handle)
+        server.start()
+        try:
+            gevent.sleep(0.2)
+            assert waiting_connections(listener) == 0, "the next wake-ups took the rest"
+        finally:
+            server.stop()
+        assert left_after_first_wake_up == [20]
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(512)
+        clients += [socket.create_connection(listener.getsockname()) for _ in range(300)]
+        assert TwoWorkers(listener, handle).max_accept == 100, "never more than gevent's default at once"
+    for client in clients:
+        client.close()
+    with socket.socket(socket.AF_UNIX) as unix_listener:  # a Unix socket bind: no queue figure, gevent's default
+        assert waiting_connections(unix_listener) is None
