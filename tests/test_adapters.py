@@ -259,3 +259,104 @@ def test_gevent_server_takes_its_share_of_the_accept_queue_per_wake_up():
         client.close()
     with socket.socket(socket.AF_UNIX) as unix_listener:  # a Unix socket bind: no queue figure, gevent's default
         assert waiting_connections(unix_listener) is None
+
+
+class _RecordingSocket:
+    """A real socket that remembers what each send or sendall call carried."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.writes = []
+
+    def send(self, data):
+        self.writes.append(bytes(data))
+        return self.sock.send(data)
+
+    def sendall(self, data):
+        self.writes.append(bytes(data))
+        return self.sock.sendall(data)
+
+    def __getattr__(self, name):
+        return getattr(self.sock, name)
+
+
+def _gunicorn_response(conf, request, app):
+    """One request through gunicorn's own parser and Response, written as its async worker writes it
+    (gunicorn.workers.base_async.handle_request), with the dyno's response socket in between."""
+    import socket
+
+    from gunicorn.config import Config
+    from gunicorn.http import wsgi
+    from gunicorn.http.parser import RequestParser
+
+    server_end, client_end = socket.socketpair()
+    client_end.sendall(request)
+    cfg = Config()
+    req = next(RequestParser(cfg, server_end, ("127.0.0.1", 40000)))
+    recorded = _RecordingSocket(server_end)
+    response_socket = conf["OneSendResponseSocket"](recorded)
+    resp, environ = wsgi.create(req, response_socket, ("127.0.0.1", 40000), ("127.0.0.1", 5000), cfg)
+    respiter = app(environ, resp.start_response)
+    if isinstance(respiter, environ["wsgi.file_wrapper"]):
+        resp.write_file(respiter)
+    else:
+        for item in respiter:
+            resp.write(item)
+    resp.close()
+    response_socket.flush()  # what the dyno's worker does once gunicorn's handle_request returns
+    server_end.close()
+    received = b""
+    while chunk := client_end.recv(65536):
+        received += chunk
+    client_end.close()
+    return recorded.writes, received
+
+
+def test_gunicorn_response_reaches_the_client_in_one_send():
+    """app/gunicorn.conf.py hands gunicorn's Response a socket that holds the headers until the first body
+    chunk and sends both at once. It relies on gunicorn writing the headers with one sendall right before
+    the first chunk, and on sendfile and 100 Continue going through other socket calls (which send what is
+    held first). This drives gunicorn's real parser and Response: a gunicorn that writes a response another
+    way fails here, and so would a socket that sent a file before its headers."""
+    import runpy
+    import tempfile
+    from pathlib import Path
+
+    conf = runpy.run_path(str(Path(__file__).resolve().parents[1] / "app" / "gunicorn.conf.py"))
+
+    def page(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+        return [b"hello"]
+
+    writes, received = _gunicorn_response(conf, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", page)
+    assert len(writes) == 1, f"the response took {len(writes)} sends: {writes}"
+    assert received.startswith(b"HTTP/1.1 200 OK\r\n") and received.endswith(b"\r\n\r\nhello")
+
+    def no_body(environ, start_response):
+        start_response("204 No Content", [])
+        return []
+
+    writes, received = _gunicorn_response(conf, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", no_body)
+    assert len(writes) == 1 and received.startswith(b"HTTP/1.1 204 No Content\r\n")
+
+    with tempfile.TemporaryFile() as content:
+        content.write(b"x" * 100_000)
+        content.seek(0)
+
+        def file_response(environ, start_response):
+            start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", "100000")])
+            return environ["wsgi.file_wrapper"](content)
+
+        writes, received = _gunicorn_response(conf, b"GET /f HTTP/1.1\r\nHost: x\r\n\r\n", file_response)
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK") and body == b"x" * 100_000, "the file went before its headers"
+
+    def echo(environ, start_response):
+        body = environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+
+    request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nhi"
+    writes, received = _gunicorn_response(conf, request, echo)
+    assert writes[0] == b"HTTP/1.1 100 Continue\r\n\r\n", "100 Continue must not wait for the response"
+    assert received.endswith(b"\r\n\r\nhi") and len(writes) == 2
