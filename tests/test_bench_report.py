@@ -192,3 +192,23 @@ def test_bench_judges_p99_on_the_median_of_the_rounds():
 
 def find_row(results, server, connections):
     return report.find(results["http"], server, "plain page", connections)
+
+
+def test_bench_judges_jobs_together_on_the_median_of_rounds_and_counts_every_rounds_losses():
+    """Jobs enqueued together and Celery's chunked ceiling run in rounds taking turns (bench.combined keeps
+    the median run and adds up every round's losses): the target takes the median of the rounds' ratios, so
+    one round on a slow stretch of the machine does not decide it, and a job lost in any round fails it."""
+    from bench.__main__ import combined
+
+    results = _results()
+    ours = [_jobs(5000), _jobs(3000), _jobs(5200)]
+    ceiling = [_jobs(4900), _jobs(5100), _jobs(5000)]
+    results["jobs"]["http_together"], results["jobs"]["celery_chunks"] = combined(ours), combined(ceiling)
+    row = next(t for t in report.compute(results)["targets"] if t["target"].startswith("jobs enqueued together"))
+    assert row["status"] == "met"
+    assert row["measured"].startswith("1.02x, the median of 3 rounds' ratios (1.02, 0.59, 1.04;")
+
+    ours[1]["lost"] = 1  # a round that is not the median run
+    results["jobs"]["http_together"] = combined(ours)
+    row = next(t for t in report.compute(results)["targets"] if t["target"].startswith("jobs enqueued together"))
+    assert row["status"] == "NOT met" and "lost 1" in row["measured"]
