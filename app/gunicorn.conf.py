@@ -30,12 +30,13 @@ bind = f"0.0.0.0:{settings.PORT}"
 #   one): a burst is shared, and what one worker leaves is taken by the other or by its own next turns;
 # - a keep-alive connection goes straight on to its next request without yielding; we yield after each
 #   request (gevent.sleep(0)), so the connections of a worker take turns.
-# Together: p99 1.3-1.5 s -> 175 ms at 200 connections on a plain WSGI app. Their cost, measured on the demo
-# page under wrk (python -m bench.probe: the servers in turns, CPU time per request): 1.02-1.05x the CPU per
-# request of stock gunicorn+gevent (medians of 31-41 paired runs); the yield and the bookkeeping below are
-# about 2% of a worker's py-spy samples. Without the yield p99 went back to 1.4-2.7 s. A fixed 10 per wake-up
-# instead of 100 spread bursts too, but held new connections longer (p99 ~320 -> ~500 ms at 200), and so did
-# counting each worker's connections in shared memory and taking one per wake-up while ahead (~600 ms).
+# Together: p99 1.3-1.5 s -> 175 ms at 200 connections on a plain WSGI app. The yield is the price: measured
+# on the demo page under wrk (python -m bench.probe, servers in turns), without it this config served
+# 1.05-1.12x stock gunicorn+gevent's req/s at 200 connections, with it 0.90-1.08x, while p99 went back to
+# 1.3-1.9 s. Yielding only once the event loop's turn had run 5 ms kept the req/s but lost the p99 (2 s). A
+# fixed 10 accepts per wake-up spread bursts too, but held new connections longer (p99 ~320 -> ~500 ms at
+# 200), and so did counting each worker's connections in shared memory and taking one per wake-up while
+# ahead (~600 ms).
 #
 # Two more for Heroku's stop (SIGTERM to every process, SIGKILL 30 s later):
 # - gunicorn's gevent worker waits on SIGTERM until every connection is closed, idle keep-alive ones included

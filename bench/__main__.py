@@ -107,13 +107,21 @@ def in_turns(servers, round_number):
     return servers[turn:] + servers[:turn]
 
 
+def beside_its_peers(subject, peers, others, round_number):
+    """The packed dyno between the peers it is compared with (bare gevent, seed-style), the sides swapped each
+    round, the rest at the ends: each pair the targets compare runs back to back, seconds apart (a shared
+    machine's slow stretches last seconds: with four servers rotating, a pair could run 9 s apart)."""
+    order = [*others[:1], peers[0], subject, *peers[1:], *others[1:]]
+    return order if round_number % 2 == 0 else order[::-1]
+
+
 class Bench:
     def __init__(self, out, smoke):
         self.out = out
         self.smoke = smoke
         self.duration = 1 if smoke else 3
-        # Rounds of the plain page: the servers take turns (a new order each round) and the targets are judged
-        # on the median of each round's ratio (bench/report.py). On a shared machine one 3 s run moves by
+        # Rounds of the plain page (the packed dyno between its peers, sides swapped each round) and the targets
+        # judged on the median of each round's ratio (bench/report.py). On a shared machine one 3 s run moves by
         # 20-40% from the next; a best of two compared the luckier of each server's runs.
         self.repeats = 1 if smoke else 7
         self.job_rounds = 1 if smoke else 3
@@ -296,15 +304,16 @@ class Bench:
 
     def http(self, servers):
         say(
-            f"HTTP: wrk, 2 threads, {self.duration} s a run, the plain page in {self.repeats} rounds (the servers "
-            "back to back, a new order each round)"
+            f"HTTP: wrk, 2 threads, {self.duration} s a run, the plain page in {self.repeats} rounds (the packed "
+            "dyno between bare gevent and the seed-style stack, sides swapped each round)"
         )
+        packed, seed, gevent, sync = servers
         for server in servers:
             self.wrk(server, "warm-up", "/", 50, duration=1, record=False)
         for label, connections, repeats in self.scenarios():
             runs = {}
             for round_number in range(repeats):
-                for server in in_turns(servers, round_number):
+                for server in beside_its_peers(packed, [gevent, seed], [sync], round_number):
                     path = server.job_path if label.startswith("job API") else self.path(label)
                     runs.setdefault(server.label, []).append(self.wrk(server, label, path, connections))
             # The best run of each server in the table (other work on the machine only ever slows a run down), and

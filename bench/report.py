@@ -244,14 +244,12 @@ WHY_BEATEN = {
 def _why(row):
     if row.startswith("plain page req/s"):
         return (
-            "mostly not the CPU each request costs: measured with `python -m bench.probe` (servers in turns, CPU "
-            "time of each process per request), the dyno's gunicorn workers spend 1.02-1.05x the CPU per request "
-            "of stock gunicorn+gevent (medians of 31-41 paired runs), the yield after each request that makes "
-            "connections take turns is about 2% of a worker's samples (py-spy) and keeps p99 down (without it "
-            "1.4-2.7 s at 200 connections), and the launcher and the idle Celery worker add 0.4% (at most 1.8%) "
-            "to the gunicorn workers' CPU. The rounds' req/s ratios spread widely on a shared machine "
-            "(report.json): a run that got a smaller share of the CPU serves less, as does one where a gunicorn "
-            "worker took most of wrk's new connections (bench.probe shows how they were shared)"
+            "the yield after each request that makes keep-alive connections take turns, which keeps p99 at 200 "
+            "connections near 150 ms where stock gunicorn+gevent's is 1.3-2.1 s: without it the dyno's config "
+            "served 1.05-1.12x bare gevent at 200 connections (python -m bench.probe, two probes), with it "
+            "0.90-1.08x. Stock gevent holds only 30-40 of the 200 connections and leaves the rest in the listen "
+            "backlog, serving fewer clients at a lower cost each. The rounds' ratios also spread widely on a "
+            "shared machine (report.json)"
         )
     return WHY_BEATEN.get(row, "within this run's noise; compare with a quiet run")
 
@@ -275,9 +273,11 @@ def markdown(results):
         f"{s.get('memory_quota_mb')} MB); the **seed-style** stack (honcho on a plain Procfile: stock gunicorn "
         "with gevent, the Celery worker with -B, no launcher); **bare gevent** and **bare sync** (stock gunicorn, "
         "same worker count, no Celery); the **split** layout pinned to two cores (packing tax only). "
-        "HTTP load: wrk, 2 threads, every server back to back per scenario; the plain page in rounds (a new order "
-        "each round): the table shows each server's best run, the targets the median of the rounds (every run "
-        "in report.json). Jobs: `python -m bench.load`, a separate process.",
+        "HTTP load: wrk, 2 threads, every server back to back per scenario; the plain page in rounds (the packed "
+        "dyno between bare gevent and the seed-style stack, sides swapped each round): the table shows each "
+        "server's best run, the targets the median of the rounds (every run in report.json). Jobs: "
+        "`python -m bench.load`, a separate process; jobs enqueued together and Celery's chunked ceiling in "
+        "rounds taking turns.",
         "",
         "## Targets",
         "",
