@@ -161,7 +161,8 @@ def compute(results):
         )
     for row in (t for t in tax if t["server"] == "packed dyno"):
         target(
-            f"packing tax, {row['connections']} connections, worker busy vs idle: p99 <= {TAX_P99_TARGET}x, "
+            f"packing tax, {row['connections']} connections, worker busy vs idle (the runs either side): "
+            f"p99 <= {TAX_P99_TARGET}x, "
             f"req/s >= {TAX_REQ_TARGET}x",
             f"p99 {row['busy']['p99_ms']:,.0f} vs {row['idle']['p99_ms']:,.0f} ms = {row['p99_ratio']:.2f}x; "
             f"{row['busy']['req_per_s']:,.0f} vs {row['idle']['req_per_s']:,.0f} req/s = {row['req_ratio']:.2f}x",

@@ -291,6 +291,9 @@ def _gunicorn_response(conf, request, app):
 
     server_end, client_end = socket.socketpair()
     client_end.sendall(request)
+    received = []
+    reader = threading.Thread(target=lambda: received.extend(iter(lambda: client_end.recv(65536), b"")))
+    reader.start()  # reads as the response is written, so no socket buffer size can stall the test
     cfg = Config()
     req = next(RequestParser(cfg, server_end, ("127.0.0.1", 40000)))
     recorded = _RecordingSocket(server_end)
@@ -305,11 +308,9 @@ def _gunicorn_response(conf, request, app):
     resp.close()
     response_socket.flush()  # what the dyno's worker does once gunicorn's handle_request returns
     server_end.close()
-    received = b""
-    while chunk := client_end.recv(65536):
-        received += chunk
+    reader.join(10)
     client_end.close()
-    return recorded.writes, received
+    return recorded.writes, b"".join(received)
 
 
 def test_gunicorn_response_reaches_the_client_in_one_send():
@@ -360,3 +361,21 @@ def test_gunicorn_response_reaches_the_client_in_one_send():
     writes, received = _gunicorn_response(conf, request, echo)
     assert writes[0] == b"HTTP/1.1 100 Continue\r\n\r\n", "100 Continue must not wait for the response"
     assert received.endswith(b"\r\n\r\nhi") and len(writes) == 2
+
+    def early_hints(environ, start_response):
+        environ["wsgi.early_hints"]([("Link", "</static/demo/storm.css>; rel=preload")])
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    writes, received = _gunicorn_response(conf, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", early_hints)
+    assert writes[0].startswith(b"HTTP/1.1 103 Early Hints"), "103 must go before the final response is ready"
+    assert len(writes) == 2 and received.endswith(b"\r\n\r\nok")
+
+    def stream(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/event-stream")])  # no length: chunked
+        yield b""  # get the headers out now; the first event comes later
+        yield b"data: 1\n\n"
+
+    writes, received = _gunicorn_response(conf, b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n", stream)
+    assert b"Transfer-Encoding: chunked" in writes[0] and writes[0].endswith(b"\r\n\r\n"), writes
+    assert b"data: 1" in received and received.endswith(b"0\r\n\r\n")
