@@ -32,8 +32,9 @@ bind = f"0.0.0.0:{settings.PORT}"
 #   request (gevent.sleep(0)), so the connections of a worker take turns.
 # Together: p99 1.3-1.5 s -> 175 ms at 200 connections on a plain WSGI app. The yield is the price: measured
 # on the demo page under wrk (python -m bench.probe, servers in turns), without it this config served
-# 1.05-1.12x stock gunicorn+gevent's req/s at 200 connections, with it 0.90-1.08x, while p99 went back to
-# 1.3-1.9 s. Yielding only once the event loop's turn had run 5 ms kept the req/s but lost the p99 (2 s). A
+# 1.05-1.15x stock gunicorn+gevent's req/s at 200 connections, with it 0.90-1.08x, while p99 went back to
+# 1.3-1.9 s. Yielding only once the event loop's turn had run 5 ms kept the req/s but lost the p99 (2 s);
+# only when a connection had not waited since its previous request, it served less (0.82x/0.92x). A
 # fixed 10 accepts per wake-up spread bursts too, but held new connections longer (p99 ~320 -> ~500 ms at
 # 200), and so did counting each worker's connections in shared memory and taking one per wake-up while
 # ahead (~600 ms).

@@ -247,7 +247,7 @@ def _why(row):
         return (
             "the yield after each request that makes keep-alive connections take turns, which keeps p99 at 200 "
             "connections near 150 ms where stock gunicorn+gevent's is 1.3-2.1 s: without it the dyno's config "
-            "served 1.05-1.12x bare gevent at 200 connections (python -m bench.probe, two probes), with it "
+            "served 1.05-1.15x bare gevent at 200 connections (python -m bench.probe, three probes), with it "
             "0.90-1.08x. Stock gevent holds only 30-40 of the 200 connections and leaves the rest in the listen "
             "backlog, serving fewer clients at a lower cost each. The rounds' ratios also spread widely on a "
             "shared machine (report.json)"
