@@ -47,8 +47,9 @@ def stack_cpu(server):
     return found
 
 
-def connections_per_worker(server, port):
-    """{gunicorn worker pid: established client connections on the port} (how the workers shared wrk's)."""
+def connections_per_worker(server, port, client_ports=None):
+    """{gunicorn worker pid: established client connections on the port} (how the workers shared wrk's);
+    only the connections from `client_ports` when given (a client's own, whatever else is connected)."""
     found = {}
     for pid in server.survivors():
         try:
@@ -58,7 +59,9 @@ def connections_per_worker(server, port):
             found[pid] = sum(
                 1
                 for c in process.net_connections("tcp")
-                if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
+                if c.status == psutil.CONN_ESTABLISHED
+                and c.laddr.port == port
+                and (client_ports is None or (c.raddr and c.raddr.port in client_ports))
             )
         except psutil.Error:
             continue

@@ -2,7 +2,6 @@
 (Heroku's Key-Value Store) and again on the embedded defaults. Figures go to artifacts/dyno-figures.json."""
 
 import concurrent.futures
-import contextlib
 import json
 import runpy
 import secrets
@@ -15,6 +14,7 @@ import psutil
 import pytest
 import requests
 
+from bench.probe import connections_per_worker
 from tests import dyno_suite
 from tests.local_dyno import REPO, LocalDyno, PostgresServer, RedisServer, build_slug
 
@@ -182,26 +182,6 @@ def test_a_request_sent_just_after_connecting_is_answered_while_the_dyno_stops(h
     assert seconds < dyno_suite.STOP_WITHIN and status == 0
 
 
-def gunicorn_workers(dyno):
-    """The pids of the dyno's gunicorn workers (gunicorn processes without children)."""
-    found = []
-    for pid in dyno.survivors():
-        with contextlib.suppress(psutil.Error):
-            process = psutil.Process(pid)
-            if "gunicorn" in " ".join(process.cmdline()) and not process.children():
-                found.append(pid)
-    return found
-
-
-def connections_held(pid, port, client_ports):
-    """How many of the clients' connections (by their own port) the process holds."""
-    return sum(
-        1
-        for c in psutil.Process(pid).net_connections("tcp")
-        if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port and c.raddr and c.raddr.port in client_ports
-    )
-
-
 def test_a_burst_of_new_connections_is_shared_by_the_web_workers(heroku_dyno):
     """wrk, a page of browsers or the router after a restart opens many connections at once. gevent's default
     took up to 100 per wake-up, so the first worker awake took most of a burst, often all of it: one core
@@ -210,9 +190,7 @@ def test_a_burst_of_new_connections_is_shared_by_the_web_workers(heroku_dyno):
     shares summed over the bursts: 224-244 of 500 for the fewer-held worker in five runs here, 73-136 with
     gevent's default (which this test fails)."""
     port = heroku_dyno.port
-    workers = gunicorn_workers(heroku_dyno)
-    assert len(workers) == 2, f"the default dyno runs 2 gunicorn workers, found {workers}"
-    held = dict.fromkeys(workers, 0)
+    held = {}
     for _ in range(10):
         clients = []
         for _ in range(50):  # connect all first, as fast as Python goes (wrk connects like this)
@@ -228,9 +206,10 @@ def test_a_burst_of_new_connections_is_shared_by_the_web_workers(heroku_dyno):
             client.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         for client in clients:
             assert client.recv(65536).startswith(b"HTTP/1.1 200")
-        client_ports = {client.getsockname()[1] for client in clients}
-        for pid in workers:
-            held[pid] += connections_held(pid, port, client_ports)
+        shares = connections_per_worker(heroku_dyno, port, {client.getsockname()[1] for client in clients})
+        assert len(shares) == 2, f"the default dyno runs 2 gunicorn workers, found {shares}"
+        for pid, count in shares.items():
+            held[pid] = held.get(pid, 0) + count
         for client in clients:
             client.close()
         time.sleep(0.3)  # the workers see the closes before the next burst
