@@ -3,10 +3,12 @@ library through the adapter, so a release that renames or changes what it relies
 
 import io
 import os
+import runpy
 import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from celery import Celery
@@ -15,6 +17,8 @@ from honcho.printer import Printer
 
 from app.honcho_adapter import ManagerAdapter
 from app.jobs.embedded import AtomicFilesystemBackend
+
+GUNICORN_CONF = runpy.run_path(str(Path(__file__).resolve().parents[1] / "app" / "gunicorn.conf.py"))
 
 
 class Recording(ManagerAdapter):
@@ -216,16 +220,13 @@ def test_gevent_server_takes_its_share_of_the_accept_queue_per_wake_up():
     from the kernel (TCP_INFO). This runs gevent's real accept loop: with 40 connections waiting and 2
     workers, one wake-up takes 20 and leaves 20 for the other worker (or for this one's next turn). A gevent
     that reads max_accept some other way, or a kernel that no longer reports the queue, fails here."""
-    import runpy
     import socket
-    from pathlib import Path
 
     import gevent
 
-    conf = runpy.run_path(str(Path(__file__).resolve().parents[1] / "app" / "gunicorn.conf.py"))
-    waiting_connections = conf["waiting_connections"]
+    waiting_connections = GUNICORN_CONF["waiting_connections"]
 
-    class TwoWorkers(conf["QueueShareServer"]):
+    class TwoWorkers(GUNICORN_CONF["QueueShareServer"]):
         workers = 2
 
     with socket.socket() as listener:
@@ -280,7 +281,7 @@ class _RecordingSocket:
         return getattr(self.sock, name)
 
 
-def _gunicorn_response(conf, request, app):
+def _gunicorn_response(request, app):
     """One request through gunicorn's own parser and Response, written as its async worker writes it
     (gunicorn.workers.base_async.handle_request), with the dyno's response socket in between."""
     import socket
@@ -297,7 +298,7 @@ def _gunicorn_response(conf, request, app):
     cfg = Config()
     req = next(RequestParser(cfg, server_end, ("127.0.0.1", 40000)))
     recorded = _RecordingSocket(server_end)
-    response_socket = conf["OneSendResponseSocket"](recorded)
+    response_socket = GUNICORN_CONF["OneSendResponseSocket"](recorded)
     resp, environ = wsgi.create(req, response_socket, ("127.0.0.1", 40000), ("127.0.0.1", 5000), cfg)
     respiter = app(environ, resp.start_response)
     if isinstance(respiter, environ["wsgi.file_wrapper"]):
@@ -319,17 +320,13 @@ def test_gunicorn_response_reaches_the_client_in_one_send():
     the first chunk, and on sendfile and 100 Continue going through other socket calls (which send what is
     held first). This drives gunicorn's real parser and Response: a gunicorn that writes a response another
     way fails here, and so would a socket that sent a file before its headers."""
-    import runpy
     import tempfile
-    from pathlib import Path
-
-    conf = runpy.run_path(str(Path(__file__).resolve().parents[1] / "app" / "gunicorn.conf.py"))
 
     def page(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
         return [b"hello"]
 
-    writes, received = _gunicorn_response(conf, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", page)
+    writes, received = _gunicorn_response(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", page)
     assert len(writes) == 1, f"the response took {len(writes)} sends: {writes}"
     assert received.startswith(b"HTTP/1.1 200 OK\r\n") and received.endswith(b"\r\n\r\nhello")
 
@@ -337,7 +334,7 @@ def test_gunicorn_response_reaches_the_client_in_one_send():
         start_response("204 No Content", [])
         return []
 
-    writes, received = _gunicorn_response(conf, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", no_body)
+    writes, received = _gunicorn_response(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", no_body)
     assert len(writes) == 1 and received.startswith(b"HTTP/1.1 204 No Content\r\n")
 
     with tempfile.TemporaryFile() as content:
@@ -348,7 +345,7 @@ def test_gunicorn_response_reaches_the_client_in_one_send():
             start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", "100000")])
             return environ["wsgi.file_wrapper"](content)
 
-        writes, received = _gunicorn_response(conf, b"GET /f HTTP/1.1\r\nHost: x\r\n\r\n", file_response)
+        writes, received = _gunicorn_response(b"GET /f HTTP/1.1\r\nHost: x\r\n\r\n", file_response)
     head, _, body = received.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK") and body == b"x" * 100_000, "the file went before its headers"
 
@@ -358,7 +355,7 @@ def test_gunicorn_response_reaches_the_client_in_one_send():
         return [body]
 
     request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nhi"
-    writes, received = _gunicorn_response(conf, request, echo)
+    writes, received = _gunicorn_response(request, echo)
     assert writes[0] == b"HTTP/1.1 100 Continue\r\n\r\n", "100 Continue must not wait for the response"
     assert received.endswith(b"\r\n\r\nhi") and len(writes) == 2
 
@@ -367,7 +364,7 @@ def test_gunicorn_response_reaches_the_client_in_one_send():
         start_response("200 OK", [("Content-Length", "2")])
         return [b"ok"]
 
-    writes, received = _gunicorn_response(conf, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", early_hints)
+    writes, received = _gunicorn_response(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", early_hints)
     assert writes[0].startswith(b"HTTP/1.1 103 Early Hints"), "103 must go before the final response is ready"
     assert len(writes) == 2 and received.endswith(b"\r\n\r\nok")
 
@@ -376,6 +373,6 @@ def test_gunicorn_response_reaches_the_client_in_one_send():
         yield b""  # get the headers out now; the first event comes later
         yield b"data: 1\n\n"
 
-    writes, received = _gunicorn_response(conf, b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n", stream)
+    writes, received = _gunicorn_response(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n", stream)
     assert b"Transfer-Encoding: chunked" in writes[0] and writes[0].endswith(b"\r\n\r\n"), writes
     assert b"data: 1" in received and received.endswith(b"0\r\n\r\n")
