@@ -2,6 +2,7 @@
 and result channel, and the embedded store. Needs the tests' Redis (conftest.py); no worker: the worker's
 writes are made directly through records.write, as app/jobs/runner.py makes them."""
 
+import json
 import threading
 import time
 import uuid
@@ -59,6 +60,26 @@ def test_a_record_from_before_records_carried_their_count_reads_its_counter():
     client.set(records.completions_key(job_id), 1)
     job = fetch([job_id])[job_id]
     assert (job["state"], job["completions"], job["celery_worker"]) == ("done", 1, "w pid 2")
+
+
+def test_queued_records_written_together_are_each_jobs_own():
+    """The API writes a call's queued records from one encoding (records.write_queued): each record still
+    holds its own id and its own call's arguments, field for field what a record written alone holds, a
+    NUL in the arguments included."""
+    calls = [KWARGS, {**KWARGS, "ms": 5, "enqueued_at": 2.5}, {**KWARGS, "web_worker": "odd\0host"}]
+    jobs = [{"id": str(uuid.uuid4()), **kwargs} for kwargs in calls for _ in range(3)]
+    records.write_queued(jobs)
+    alone = {str(uuid.uuid4()): job for job in jobs}
+    records.write({i: records.meta(i, records.job_kwargs(job)) for i, job in alone.items()}, publish=False)
+    client = records.redis_client()
+    for other, job in alone.items():
+        together = json.loads(client.get(records.key(job["id"])))
+        assert together == {**json.loads(client.get(records.key(other))), "task_id": job["id"]}
+    found = fetch([job["id"] for job in jobs])
+    assert [(found[j["id"]]["state"], found[j["id"]]["ms"], found[j["id"]]["web_worker"]) for j in jobs] == [
+        ("queued", j["ms"], j["web_worker"]) for j in jobs
+    ]
+    assert celery_app.AsyncResult(jobs[0]["id"]).state == states.PENDING
 
 
 def test_completing_a_job_without_its_record_is_refused():

@@ -47,7 +47,7 @@ def _batched(producer):
 def _send(jobs):
     """Record the jobs as queued, then publish them in run_jobs messages."""
     # Records first: a fast worker's STARTED/SUCCESS must never be overwritten by our PENDING.
-    records.write({job["id"]: records.meta(job["id"], records.job_kwargs(job)) for job in jobs}, publish=False)
+    records.write_queued(jobs)
     # Every job travels in a run_jobs message, a single one too: the worker's skip of finished jobs is what
     # makes a redelivered message (after a crash) complete each job once. One producer for the whole call;
     # run_jobs ignores its own result, so apply_async subscribes to nothing.
