@@ -146,6 +146,18 @@ def test_bench_says_where_the_seed_style_stack_beats_the_packed_dyno():
     assert row["status"] == "NOT met" and row["measured"] == "beaten on: stop time"
 
 
+def test_bench_says_what_a_missed_target_is_known_to_cost_and_only_when_missed():
+    results = report.compute(_results())
+    assert "Targets missed in this run" not in report.markdown(results)
+    results = _results()
+    results["jobs"]["http_together"]["jobs_per_s"] = 600  # Celery's chunks did 800
+    results = report.compute(results)
+    text = report.markdown(results)
+    assert _status(results, "jobs enqueued together") == "NOT met"
+    missed = text.split("Targets missed in this run", 1)[1].split("\n## ", 1)[0]
+    assert missed.count("\n- ") == 1 and "- jobs enqueued together" in missed and "nice 10" in missed
+
+
 def test_bench_a_web_tier_slowed_by_the_busy_worker_fails_the_packing_tax():
     results = report.compute(_results(busy_p99=500))
     assert _status(results, "packing tax, 50 connections") == "NOT met"
