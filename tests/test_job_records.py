@@ -105,6 +105,33 @@ def test_a_waiter_subscribed_before_the_job_finishes_gets_its_result():
     assert got and got[0]["celery_worker"] == "w pid 2"
 
 
+def test_redis_transport_marks_every_message_it_hands_back_as_redelivered():
+    """The worker looks for a message's finished jobs only when it may have been delivered before
+    (app/jobs/tasks.py, may_be_redelivered): that trusts kombu's Redis transport to mark a message rejected
+    back to the queue, one restored after the visibility timeout (a lost worker's) and one left
+    unacknowledged at a shutdown, in the delivery_info Celery reads, and to leave a first delivery unmarked."""
+    name = f"redelivery-test-{uuid.uuid4().hex}"
+    with celery_app.connection_for_read(transport_options={"visibility_timeout": 1}) as connection:
+        queue = connection.SimpleQueue(name)
+        queue.put({"job": 1})
+        first = queue.get(timeout=5)
+        assert not first.delivery_info.get("redelivered")
+        first.reject(requeue=True)
+        rejected = queue.get(timeout=5)
+        assert rejected.delivery_info.get("redelivered") is True
+        time.sleep(1.5)  # past the visibility timeout, unacknowledged: as if its worker had been lost
+        queue.channel.qos.restore_visible(num=10)
+        restored = queue.get(timeout=5)
+        assert restored.delivery_info.get("redelivered") is True
+        queue.close()
+    with celery_app.connection_for_read() as connection:  # the one before closed with the message unacked
+        queue = connection.SimpleQueue(name)
+        after_shutdown = queue.get(timeout=5)
+        assert after_shutdown.delivery_info.get("redelivered") is True
+        after_shutdown.ack()
+        queue.close()
+
+
 def test_embedded_store_counts_completions_and_skips_finished_jobs_on_redelivery(tmp_path, monkeypatch):
     """`make run`'s store (files, no Redis): the same records, the same counts."""
     store = AtomicFilesystemBackend(app=celery_app, url=f"file://{tmp_path}")
