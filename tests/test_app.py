@@ -74,7 +74,13 @@ def test_production_fails_fast_naming_the_missing_config_var(missing):
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("DJANGO_DEBUG", "maybe"), ("DYNO_LAYOUT", "sideways"), ("WEB_CONCURRENCY", "two"), ("WEB_CONCURRENCY", "0")],
+    [
+        ("DJANGO_DEBUG", "maybe"),
+        ("DYNO_LAYOUT", "sideways"),
+        ("WEB_CONCURRENCY", "two"),
+        ("WEB_CONCURRENCY", "0"),
+        ("LOG_EACH_TASK", "sometimes"),
+    ],
 )
 def test_bad_config_var_is_an_error_naming_it(name, value):
     code, output, _ = load_settings(**PRODUCTION, **{name: value})

@@ -328,6 +328,38 @@ def test_bad_or_missing_host_is_a_400_json_with_one_log_line(serving_dyno, host_
     assert len(lines) == 1 and "Invalid HTTP_HOST" in lines[0], lines
 
 
+def _task_lines(dyno, mark, wanted, within=10.0):
+    """The worker's lines about run_jobs messages since `mark`, once `wanted` of them are there (or `within`
+    seconds have passed)."""
+    deadline = time.monotonic() + within
+    while True:
+        lines = [line for line in dyno.log_since(mark) if "app.jobs.tasks.run_jobs[" in line]
+        if len(lines) >= wanted or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.2)
+
+
+def test_the_worker_logs_no_line_per_message_unless_log_each_task_is_set(slug, released, dynos, tmp_path):
+    """Celery's received and succeeded lines, one each per message, are off by default: at a storm's rate
+    they cost the worker ~10% of its jobs/s. LOG_EACH_TASK=true brings them back. Each dyno has a Redis of
+    its own, so its jobs can only have run in its own worker."""
+    found = {}
+    for setting in ("", "true"):
+        redis = RedisServer(tmp_path / f"redis-{setting or 'default'}").start()
+        try:
+            dyno = dynos(slug, dict(released, REDIS_URL=redis.url, LOG_EACH_TASK=setting))
+            dyno.start()
+            mark = dyno.log_mark()
+            dyno_suite.wait_for_jobs(dyno.base_url, dyno_suite.enqueue(dyno.base_url, "io", 0, 3))
+            found[setting] = _task_lines(dyno, mark, wanted=2, within=3.0)
+            dyno.close()
+        finally:
+            redis.stop()
+    assert found[""] == []
+    loud = found["true"]
+    assert any(" received" in line for line in loud) and any(" succeeded in " in line for line in loud), loud
+
+
 @pytest.mark.parametrize("count", [200, 201, 221, 400])
 def test_ids_per_read_limit_is_the_real_one_and_past_it_a_json_4xx(serving_dyno, count):
     ids = dyno_suite.enqueue(serving_dyno.base_url, "io", 0, min(count, 200))
