@@ -9,11 +9,12 @@ import time
 import uuid
 from functools import wraps
 
+import orjson
 from celery import states
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from redis.exceptions import OutOfMemoryError
 
@@ -43,6 +44,12 @@ class BadRequest(Exception):
 
 def error(status, message, **extra):
     return JsonResponse({"error": message, **extra}, status=status)
+
+
+def jobs_response(data, status=200):
+    """The job endpoints' JSON, encoded by orjson: a 200-job status read spent more CPU in Django's
+    JsonResponse (the standard library's encoder, 6 us a job) than in reading the records."""
+    return HttpResponse(orjson.dumps(data), status=status, content_type="application/json")
 
 
 class OutageLog:
@@ -266,7 +273,7 @@ def jobs(request):
             kind, ms, count = _job_spec(request)
             ids = enqueue(kind, ms, count, WEB_WORKER)
             queued = [{"id": job_id, "state": "queued", "kind": kind, "ms": ms} for job_id in ids]
-            return JsonResponse({"jobs": queued}, status=202)
+            return jobs_response({"jobs": queued}, status=202)
         raw_ids = [i for i in request.GET.get("ids", "").split(",") if i]
         if not raw_ids:
             raise BadRequest("ids is required: /api/jobs?ids=<id>,<id>,...")
@@ -276,7 +283,7 @@ def jobs(request):
     except BadRequest as problem:
         return error(400, str(problem))
     found = fetch(ids)
-    return JsonResponse({"jobs": list(found.values()), "unknown": [i for i in ids if i not in found]})
+    return jobs_response({"jobs": list(found.values()), "unknown": [i for i in ids if i not in found]})
 
 
 @api("GET")
@@ -288,7 +295,7 @@ def job_detail(request, job_id):
     found = fetch([job_id])
     if job_id not in found:
         return error(404, f"no job with id {job_id}")
-    return JsonResponse(found[job_id])
+    return jobs_response(found[job_id])
 
 
 @api("GET")
