@@ -123,6 +123,40 @@ def test_kombu_redis_adapter_turns_a_closed_connection_into_an_error_celery_igno
         assert issubclass(raised, tuple(connection.transport.connection_errors)) is (raised is not AttributeError)
 
 
+def test_kombu_redis_adapter_sends_every_command_through_one_client(monkeypatch):
+    """Stock kombu builds a redis.Redis client per command sent outside the consumer (each publish, each
+    ack); the adapter's channel reuses one. Counted over real publishes, gets and acks on the tests' Redis:
+    stock kombu builds one per command, the adapter a fixed few, and the messages still go round."""
+    import redis
+    from kombu import Connection
+    from kombu.transport import redis as kombu_redis
+
+    from app import redis_transport
+
+    built = []
+    original = redis.Redis.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "__init__", counting)
+    clients = {}
+    for transport in (kombu_redis.Transport, redis_transport.Transport):
+        with Connection(os.environ["REDIS_URL"], transport=transport) as connection:
+            queue = connection.SimpleQueue(f"adapter-test-{transport.__module__}-{os.getpid()}")
+            built.clear()
+            for n in range(20):
+                queue.put({"n": n})
+                message = queue.get(timeout=5)
+                assert message.payload == {"n": n}
+                message.ack()
+            clients[transport] = len(built)
+            queue.close()
+    assert clients[kombu_redis.Transport] >= 40, clients  # a client per publish and per ack at least
+    assert clients[redis_transport.Transport] <= 3, clients
+
+
 def test_honcho_adapter_hands_a_listening_socket_down_to_the_process():
     """Socket activation on the VPS: the web process inherits systemd's socket, and knows it is its own."""
     import socket
