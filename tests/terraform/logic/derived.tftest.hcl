@@ -14,8 +14,8 @@ run "packed_runs_one_web_dyno_and_no_worker" {
   }
 
   assert {
-    condition     = output.config_vars == { DJANGO_DEBUG = "false", DYNO_LAYOUT = "packed" }
-    error_message = "the defaults set DJANGO_DEBUG and DYNO_LAYOUT only (the app sizes its concurrency), got ${jsonencode(output.config_vars)}"
+    condition     = output.config_vars == { DJANGO_DEBUG = "false", DYNO_LAYOUT = "packed", LOG_EACH_TASK = "false" }
+    error_message = "the defaults set app.json's values only (DJANGO_DEBUG, DYNO_LAYOUT, LOG_EACH_TASK: the app sizes its concurrency), got ${jsonencode(output.config_vars)}"
   }
 
   assert {
@@ -151,7 +151,7 @@ run "explicit_concurrency_and_extras" {
   }
 
   assert {
-    condition     = output.config_vars == { DJANGO_DEBUG = "false", DYNO_LAYOUT = "packed", WEB_CONCURRENCY = "3", CELERY_WORKER_CONCURRENCY = "8", SENTRY_ENVIRONMENT = "production" }
+    condition     = output.config_vars == { DJANGO_DEBUG = "false", DYNO_LAYOUT = "packed", LOG_EACH_TASK = "false", WEB_CONCURRENCY = "3", CELERY_WORKER_CONCURRENCY = "8", SENTRY_ENVIRONMENT = "production" }
     error_message = "got ${jsonencode(output.config_vars)}"
   }
 }
