@@ -255,12 +255,12 @@ WHY_WEB_TIER = (
 WHY_MISSED = {
     "packed web tier": WHY_WEB_TIER,
     "jobs enqueued together": "what the job API gives that Celery's chunks do not: every job has a record of its "
-    "own (written queued by the web side, running and done by the worker, read back by status polls) and travels "
-    "through HTTP both ways, where a chunk of 50 has one result, pushed to the waiting client. Measured per job "
-    "in 20,000-job runs (CPU time of each process over the run, this 2-core machine): the Celery worker about the "
-    "same on both sides (0.10-0.13 ms), but gunicorn 0.10-0.12 ms, Redis 0.04 ms against 0.01, and the HTTP "
-    "client 0.04-0.05 ms; the worker also runs at nice 10 behind the web tier that feeds it (at nice 0 two runs "
-    "gave 0.95x and 0.78x, against 0.63-0.82x in twelve at nice 10: within the noise, not adopted)",
+    "own (written queued by the web side, done by the worker, read back by status polls) and travels through "
+    "HTTP both ways, where a chunk of 50 has one result, pushed to the waiting client. Measured per job in "
+    "20,000-job runs (CPU time of each process over the run, this 2-core machine): the Celery worker spends less "
+    "than on chunks (0.07-0.10 ms against 0.12-0.13), but the API also costs gunicorn 0.085-0.10 ms, Redis 0.036-"
+    "0.039 ms against 0.011, and the HTTP client 0.045 ms; six pairs gave 0.72-1.30x, median 0.94x. The worker "
+    "also runs at nice 10 behind the web tier that feeds it (nice 0 and 5 were tried: within the noise)",
 }
 
 
