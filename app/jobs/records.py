@@ -10,10 +10,10 @@ Reads and writes go through one small blocking Redis pool per process (below): w
 `celery_app.backend` is per greenlet (Celery keeps it thread-local), which opened a Redis connection pool
 per request (celery/celery#7960), and Celery's backend writes one round trip per call. A batch of records is
 one Redis command: MGET to read, one Lua script (WRITE_SCRIPT) to write. Records are JSON, as Celery's json
-result serializer writes them, encoded and decoded with orjson: kombu's codec (an object hook per nested
+result serializer writes them, encoded and decoded with orjson. kombu's codec (an object hook per nested
 dict) and redis-py packing and parsing four commands per record were most of the CPU a job cost the web side
-and the worker (python -m bench, "jobs enqueued together"), and then the standard library's C codec was
-(8.6 us to encode a finished job's record, 7 us to decode one; orjson 0.8 and 2.5).
+and the worker (python -m bench, "jobs enqueued together"); after them, the standard library's C codec was
+(8.6 us to encode a finished job's record, 7 us to decode one; orjson takes 0.8 and 2.5).
 """
 
 from functools import lru_cache
