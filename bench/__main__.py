@@ -11,6 +11,7 @@ on the same worker). Progress goes to the terminal; bench-report/ gets report.md
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -67,19 +68,33 @@ class MemorySampler(threading.Thread):
 
     def run(self):
         while self.running:
-            for label, server in list(self.watched.items()):
-                memory = server.memory_detail()
-                if memory["processes"]:
-                    self.samples.append(
-                        {
-                            "t": round(time.monotonic() - STARTED, 2),
-                            "server": label,
-                            "phase": self.phase,
-                            "pss_mb": memory["pss_mb"],
-                            "rss_mb": memory["rss_mb"],
-                        }
-                    )
+            for label in list(self.watched):
+                self.sample(label)
             time.sleep(self.interval)
+
+    def sample(self, label):
+        memory = self.watched[label].memory_detail()
+        if memory["processes"]:
+            self.samples.append(
+                {
+                    "t": round(time.monotonic() - STARTED, 2),
+                    "server": label,
+                    "phase": self.phase,
+                    "pss_mb": memory["pss_mb"],
+                    "rss_mb": memory["rss_mb"],
+                }
+            )
+
+    @contextlib.contextmanager
+    def sampled_phase(self, phase, label):
+        """A phase that may end between two ticks (the smoke run's storm takes a tenth of a second): `label`'s
+        tree is also sampled as it ends, so the phase always has its peak."""
+        before, self.phase = self.phase, phase
+        try:
+            yield
+            self.sample(label)
+        finally:
+            self.phase = before
 
     def peak(self, server, phase=None):
         chosen = [s for s in self.samples if s["server"] == server and (phase is None or s["phase"] == phase)]
@@ -414,9 +429,8 @@ class Bench:
                 found[key].append(runs[key]())
         jobs.update({key: combined(rows) for key, rows in found.items()})
         info = redis_memory(url)
-        self.sampler.phase = "storm"
-        jobs["storm"] = self.http_jobs(packed, self.storm_jobs, 1, 100, label="storm, 1 per call")
-        self.sampler.phase = "jobs"
+        with self.sampler.sampled_phase("storm", packed.label):
+            jobs["storm"] = self.http_jobs(packed, self.storm_jobs, 1, 100, label="storm, 1 per call")
         jobs["seed_storm"] = self.http_jobs(seed, self.storm_jobs, 1, 100, label="seed-style storm")
         done_mb = (redis_memory(url) - info) / 2**20
         self.results["scale"]["done_mb_per_1000"] = done_mb / self.storm_jobs * 1000
