@@ -95,7 +95,8 @@ test-vps: $(VENV)/.dev-deps
 	molecule/build-test-image.sh --suite bookworm && molecule/build-test-image.sh --suite trixie && \
 	export DOUBLE_BOILER_SOURCE_REF=$$(git rev-parse HEAD) && mkdir -p artifacts && \
 	pids=""; for scenario in $(VPS_SCENARIOS); do \
-	  { began=$$SECONDS; molecule test -s $$scenario > artifacts/molecule-$$scenario.log 2>&1; status=$$?; \
+	  { began=$$SECONDS; rm -f artifacts/playbooks-$$scenario.log; \
+	    molecule test -s $$scenario > artifacts/molecule-$$scenario.log 2>&1; status=$$?; \
 	    echo "molecule test -s $$scenario: exit $$status after $$((SECONDS - began)) s (log: artifacts/molecule-$$scenario.log)"; \
 	    exit $$status; } & pids="$$pids $$!"; \
 	done; \

@@ -107,13 +107,20 @@ def playbook(name, *extra):
         ANSIBLE_ROLES_PATH=str(ansible / "roles"),
         ANSIBLE_FILTER_PLUGINS=str(ansible / "filter_plugins"),
     )
-    return subprocess.run(
+    began = time.monotonic()
+    run = subprocess.run(
         ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(ansible / name), *extra],
         capture_output=True,
         text=True,
         env=env,
         timeout=1800,  # a deploy on a busy CI machine; bounded all the same
     )
+    # Kept whole beside the figures (with its per-task timings), so a slow CI run can be read afterwards.
+    FIGURES.parent.mkdir(exist_ok=True)
+    with open(FIGURES.parent / f"playbooks-{SCENARIO}.log", "a") as log:
+        log.write(f"=== ansible-playbook {name} {' '.join(extra)}: rc={run.returncode}, ")
+        log.write(f"{time.monotonic() - began:.0f} s\n{run.stdout}\n{run.stderr}\n")
+    return run
 
 
 def playbook_log(run):
