@@ -347,7 +347,9 @@ class Bench:
     def scenarios(self):
         rows = [("plain page", c, self.repeats) for c in self.connections]
         rows += [("job API (status read)", c, 1) for c in self.connections]
-        return [*rows, ("I/O view (50 ms wait)", 200, 1)]
+        # The I/O view's target is a ratio to bare sync (steady at 37-38 req/s): rounds for the gevent side, which
+        # moved 1,827-2,577 req/s from one run of the benchmark to the next.
+        return [*rows, ("I/O view (50 ms wait)", 200, min(3, self.repeats))]
 
     @staticmethod
     def path(label):
