@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -366,7 +365,7 @@ class Bench:
         wait_done(web, enqueue(web, "io", 0, 5), 60)
         web.label = "split, pinned"
         # One run's busy/idle ratio moves by 0.2 from the next on this shared machine (0.72-1.15 in one probe):
-        # rounds, the stacks taking turns, and each stack's row is the median of its rounds' ratios.
+        # rounds, the stacks taking turns, and each stack's row is its median round.
         found = {}
         for round_number in range(self.tax_rounds):
             for server in in_turns([packed, seed, web], round_number):
@@ -555,29 +554,11 @@ def combined(runs):
 
 
 def tax_row(rounds):
-    """Rounds of one stack's packing tax at one connection count as one row: the medians of the rounds' ratios
-    and figures, each round kept in `rounds`."""
-
-    def median(pick):
-        return statistics.median(pick(r) for r in rounds)
-
-    return {
-        "server": rounds[0]["server"],
-        "connections": rounds[0]["connections"],
-        "idle": {
-            "req_per_s": median(lambda r: r["idle"]["req_per_s"]),
-            "p99_ms": median(lambda r: r["idle"]["p99_ms"]),
-        },
-        "busy": {
-            "req_per_s": median(lambda r: r["busy"]["req_per_s"]),
-            "p99_ms": median(lambda r: r["busy"]["p99_ms"]),
-        },
-        "req_ratio": median(lambda r: r["req_ratio"]),
-        "p99_ratio": median(lambda r: r["p99_ratio"]),
-        "cpu_jobs_done_while_busy": median(lambda r: r["cpu_jobs_done_while_busy"]),
-        "cpu_rounds_while_busy": median(lambda r: r["cpu_rounds_while_busy"]),
-        "rounds": rounds,
-    }
+    """Rounds of one stack's packing tax at one connection count as one row: its median round by busy/idle
+    req/s (figures and ratios of one round, so they agree), every round kept in `rounds`."""
+    row = dict(sorted(rounds, key=lambda r: r["req_ratio"])[len(rounds) // 2])
+    row["rounds"] = rounds
+    return row
 
 
 def wait_done(server, ids, timeout):

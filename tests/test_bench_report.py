@@ -235,12 +235,13 @@ def test_bench_judges_the_packing_tax_on_the_median_of_its_rounds():
     ]
     row = tax_row(rounds)
     assert (row["req_ratio"], row["busy"]["req_per_s"], row["rounds"]) == (0.85, 2125, rounds)
+    assert row["p99_ratio"] == 1.3 and row["idle"]["req_per_s"] == 2500  # the median round's, all of it
     results = _results()
     results["tax"] = [row]
     report.compute(results)
     target = next(t for t in results["targets"] if t["target"].startswith("packing tax, 200"))
     assert target["status"] == "met", target
-    assert "3 rounds' req/s ratios: 0.90, 0.70, 0.85" in target["measured"], target
+    assert "3 rounds' req/s and p99 ratios: 0.90 and 1.30, 0.70 and 1.30, 0.85 and 1.30" in target["measured"]
     results["tax"] = [tax_row([rounds[1]])]
     report.compute(results)
     assert _status(results, "packing tax, 200") == "NOT met"
