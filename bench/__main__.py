@@ -158,6 +158,10 @@ class Bench:
 
     def wrk(self, server, label, path, connections, duration=None, record=True):
         duration = duration or self.duration
+        # A server still answering the last run's queued requests would answer none of this one's (bare sync
+        # after its I/O-view run: 200 connections' 50 ms waits, ~5 s for 2 workers; its next run measured 0
+        # req/s): one request first, answered once they are.
+        requests.get(server.base_url + "/", timeout=60)
         command = ["wrk", "--threads", "2", "--connections", str(connections), "--duration", f"{duration}s"]
         command += ["--timeout", "10s", "--script", str(self.wrk_script), server.base_url + path]
         output = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60).stdout
