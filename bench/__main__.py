@@ -546,11 +546,16 @@ def fetch(server, ids):
     return found
 
 
+def median_run(runs, figure):
+    """A copy of the run with the median `figure` (the upper of the middle two for an even count)."""
+    return dict(sorted(runs, key=lambda r: r[figure])[len(runs) // 2])
+
+
 def combined(runs):
     """Rounds of one job run as one row: the run with the median jobs/s, each round's jobs/s in `rounds`, and
     every round's lost, duplicated, failed, refused and unanswered jobs added up (none may hide in a round
     that is not shown)."""
-    row = dict(sorted(runs, key=lambda r: r["jobs_per_s"])[len(runs) // 2])
+    row = median_run(runs, "jobs_per_s")
     row["rounds"] = [r["jobs_per_s"] for r in runs]
     for key in ("lost", "duplicated_ids", "failed", "refused", "unanswered"):
         row[key] = sum(r.get(key, 0) for r in runs)
@@ -560,7 +565,7 @@ def combined(runs):
 def tax_row(rounds):
     """Rounds of one stack's packing tax at one connection count as one row: its median round by busy/idle
     req/s (figures and ratios of one round, so they agree), every round kept in `rounds`."""
-    row = dict(sorted(rounds, key=lambda r: r["req_ratio"])[len(rounds) // 2])
+    row = median_run(rounds, "req_ratio")
     row["rounds"] = rounds
     return row
 
