@@ -23,6 +23,7 @@ import argparse
 import datetime
 import os
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -220,6 +221,10 @@ def main(argv=None):
     ExitWatcher(manager).start()
     manager.loop()
     manager.wait_for_groups()
+    # Stopped. Heroku sends SIGTERM "sometimes more than once": one arriving while the interpreter exits
+    # (which puts back the default action, death by the signal) turned a clean stop's status 0 into -15.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, signal.SIG_IGN)
     code = manager.exit_code()
     manager.system_print(f"dyno exits with status {code}\n")
     sys.exit(code)

@@ -295,11 +295,11 @@ class LocalDyno:
 
     def kill_all(self):
         """SIGKILL every process of the dyno at once, as a crashed host or Heroku's R15 would."""
-        self._signal_all(signal.SIGKILL)
+        self.signal_all(signal.SIGKILL)
         self.process.wait(timeout=10)
         deadline = time.monotonic() + 5
         while self.survivors() and time.monotonic() < deadline:
-            self._signal_all(signal.SIGKILL)
+            self.signal_all(signal.SIGKILL)
             time.sleep(0.05)
 
     def survivors(self):
@@ -313,7 +313,7 @@ class LocalDyno:
                 continue
         return alive
 
-    def _signal_all(self, signum):
+    def signal_all(self, signum):
         for pid in self.survivors():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
@@ -322,12 +322,12 @@ class LocalDyno:
         """Heroku's stop: SIGTERM to every process in the dyno at once ("sometimes more than once", says
         Heroku: here a second round after a second), SIGKILL after 30 s."""
         began = time.monotonic()
-        self._signal_all(signal.SIGTERM)
+        self.signal_all(signal.SIGTERM)
         second_round = False
         status = None
         while time.monotonic() - began < dyno_suite.HEROKU_STOP_WINDOW + 5:
             if not second_round and time.monotonic() - began > 1:
-                self._signal_all(signal.SIGTERM)
+                self.signal_all(signal.SIGTERM)
                 second_round = True
             if self.process.poll() is not None and not self.survivors():
                 status = self.process.returncode
