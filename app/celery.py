@@ -12,11 +12,15 @@ from celery.beat import EmbeddedService
 from celery.signals import worker_process_init
 from click import Option
 
+from app.process_exit import skip_the_final_collection
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
 
 app = Celery("app")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# The worker exits without a last garbage collection, which made every stop 0.3-0.6 s longer.
+skip_the_final_collection()
 
 
 @worker_process_init.connect

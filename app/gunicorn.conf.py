@@ -5,6 +5,7 @@ https://docs.gunicorn.org/en/stable/settings.html
 """
 
 from app import settings
+from app.process_exit import skip_the_final_collection
 
 # The job API reads status as GET /api/jobs?ids=<uuid>,<uuid>,...: allow request lines up to Heroku's router
 # limit (8 KB) rather than gunicorn's default 4 KB; app/jobs/views.py's MAX_IDS fits inside it.
@@ -275,6 +276,10 @@ def post_fork(server, worker):
     for signum in stop_signals:
         signal.signal(signum, lambda *_: os._exit(0))
 
+
+# The master and (inheriting it at the fork) each worker exit without a last garbage collection, which made
+# every stop 0.3-0.6 s longer (app/process_exit.py).
+skip_the_final_collection()
 
 # Off: gevent must monkey-patch before Django is imported, which happens in each worker after the fork.
 preload_app = False

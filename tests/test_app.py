@@ -49,6 +49,23 @@ def load_settings(**env):
     return result.returncode, result.stdout + result.stderr, values
 
 
+@pytest.mark.parametrize(
+    "loads",
+    ["import runpy; runpy.run_path('app/gunicorn.conf.py')", "import app.celery"],
+    ids=["gunicorn master and workers", "celery worker"],
+)
+def test_the_dynos_processes_exit_without_a_final_garbage_collection(loads):
+    """app/process_exit.py: what gunicorn and the Celery worker load freezes the collector as the interpreter
+    exits (its last collection cost each process 0.3-0.6 s of every stop). The check is registered first, so
+    it runs after every other exit handler and sees the collector as the exit leaves it."""
+    code = "import atexit, gc; atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0)); " + loads
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env={"PATH": os.environ["PATH"]}
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "frozen at exit: True"
+
+
 PRODUCTION = {
     "DYNO": "web.1",
     "DJANGO_SECRET_KEY": "x" * 50,
