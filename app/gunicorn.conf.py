@@ -57,9 +57,13 @@ import signal  # noqa: E402
 import socket  # noqa: E402
 import struct  # noqa: E402
 import time  # noqa: E402
+from functools import partial  # noqa: E402
 
+from gevent.event import Event  # noqa: E402
 from gevent.monkey import get_original  # noqa: E402
+from gevent.pool import Pool  # noqa: E402
 from gevent.server import StreamServer  # noqa: E402
+from gunicorn import sock as gunicorn_sockets  # noqa: E402  (its ssl_context: a setting name in this file)
 from gunicorn import util  # noqa: E402
 from gunicorn.workers import ggevent  # noqa: E402
 
@@ -176,10 +180,37 @@ class FairGeventWorker(ggevent.GeventWorker):
         super().init_process()
 
     def run(self):
-        ggevent.StreamServer = QueueShareServer  # the name ggevent.GeventWorker.run builds its servers with
+        """gunicorn's GeventWorker.run with two changes: its servers are QueueShareServers, and it wakes as
+        soon as it is asked to stop. gunicorn's own loop looks whether to stop once a second, then once a
+        second whether its last requests are done: each stop of the dyno waited up to two seconds on those
+        ticks (strace of a worker: 0.6 s from SIGTERM to its listener's close)."""
+        ssl_args = {"ssl_context": gunicorn_sockets.ssl_context(self.cfg)} if self.cfg.is_ssl else {}
         QueueShareServer.workers = self.cfg.workers
+        self.stop_asked = Event()
+        servers = []
+        for listener in self.sockets:
+            listener.setblocking(1)
+            server = QueueShareServer(
+                listener, handle=partial(self.handle, listener), spawn=Pool(self.worker_connections), **ssl_args
+            )
+            server.start()
+            servers.append(server)
         self.serving = True
-        super().run()
+
+        while self.alive:
+            self.notify()  # the heartbeat the master watches (timeout below)
+            self.stop_asked.wait(1.0)
+
+        for server in servers:
+            server.close()  # no new connections; the listening socket stays open in the master
+        deadline = time.monotonic() + self.cfg.graceful_timeout
+        for server in servers:
+            while not server.pool.join(timeout=min(1.0, max(0.0, deadline - time.monotonic()))):
+                if time.monotonic() >= deadline:
+                    self.log.warning("Worker graceful timeout (pid:%s)", self.pid)
+                    server.stop(timeout=1)
+                    break
+                self.notify()
 
     def handle(self, listener, client, addr):
         self.new_connections[client] = time.monotonic()
@@ -207,6 +238,7 @@ class FairGeventWorker(ggevent.GeventWorker):
             # than finish booting only to stop.
             os._exit(0)
         super().handle_exit(sig, frame)
+        self.stop_asked.set()
         ggevent.gevent.spawn(self._close_idle_connections)
 
     def _close_idle_connections(self):

@@ -224,21 +224,28 @@ def test_celery_threaded_beat_stops_without_waiting_out_its_sleep():
     assert time.monotonic() - asked < 5
 
 
+# gunicorn 27.0.1's GeventWorker.run, the loop FairGeventWorker.run rewrites.
+GUNICORN_GEVENT_RUN_SHA256 = "50119854ef8be38caa6e96a5978978de9c42bc0b24ac22228101399e7ef3005d"
+
+
 def test_gunicorn_names_the_worker_config_relies_on():
-    """app/gunicorn.conf.py reaches two of gunicorn's names: it replaces the StreamServer that the gevent
-    worker's run() builds its servers with (a global of gunicorn.workers.ggevent, looked up at call time), and
-    a freshly forked worker drains the arbiter's SIG_QUEUE (a queue.SimpleQueue) for a stop signal that came
-    before its own handlers. A gunicorn that builds its servers another way, or keeps its signals elsewhere,
-    fails here rather than in a dyno that ignores a stop during boot."""
+    """app/gunicorn.conf.py reaches two of gunicorn's internals: FairGeventWorker.run is gunicorn's gevent
+    worker loop (GeventWorker.run) rewritten to build QueueShareServers and to wake at once on a stop, so a
+    gunicorn whose loop changes (a new setting it honours, another way to drain) fails here until ours is
+    compared with it and this pin moved; and a freshly forked worker drains the arbiter's SIG_QUEUE (a
+    queue.SimpleQueue) for a stop signal that came before its own handlers. A gunicorn that keeps its signals
+    elsewhere fails here rather than in a dyno that ignores a stop during boot."""
+    import hashlib
     import inspect
     import queue
 
-    from gevent.server import StreamServer
     from gunicorn.arbiter import Arbiter
     from gunicorn.workers import ggevent
 
-    assert ggevent.StreamServer is StreamServer
-    assert "StreamServer" in ggevent.GeventWorker.run.__code__.co_names, "run() no longer builds a StreamServer"
+    loop = inspect.getsource(ggevent.GeventWorker.run)
+    assert hashlib.sha256(loop.encode()).hexdigest() == GUNICORN_GEVENT_RUN_SHA256, (
+        "gunicorn's GeventWorker.run changed: compare FairGeventWorker.run (app/gunicorn.conf.py) with it"
+    )
 
     arbiter = Arbiter.__new__(Arbiter)
     init = inspect.getsource(Arbiter.__init__)
