@@ -234,14 +234,16 @@ def beaten_by_seed(results):
 
 # Why the packed dyno may trail the seed-style stack on a row: what it pays for, measured in the same run.
 WHY_BEATEN = {
-    "stop time": "both stacks wait on the same two ticks from idle (gunicorn's gevent worker looks for a stop once a "
-    "second, Celery's consumer when its wait for a message times out); the launcher (app/dyno.py) then exits only "
-    "once every process group of the dyno is empty (its exit watcher polls every 0.2 s), so nothing outlives it, "
-    "where honcho returns as soon as its direct children have (and exits 143, not 0, on SIGTERM)",
-    "storm jobs/s": "the packed worker runs at nice 10 so the pages go first: while the storm's own calls keep "
-    "gunicorn busy the worker gets a small share of the CPU and catches up once they ease, where the seed-style "
-    "worker runs at nice 0 and takes an even share from the start; the packing tax table shows the other side of "
-    "the trade (on Heroku, a container, nice ranked the processes this way already)",
+    "stop time": "the packed dyno's processes notice a stop at once and exit without a last garbage collection "
+    "(0.36 s against 1.42 s before, an idle dyno, median of 8); what is left is gunicorn's master reaping its "
+    "workers every 0.1 s and the launcher (app/dyno.py) exiting only once every process group of the dyno is "
+    "empty, so nothing outlives it, where honcho returns as soon as its direct children have (and exits 143, "
+    "not 0, on SIGTERM)",
+    "storm jobs/s": "the storm's pace is how fast the web tier answers its calls (one job each, 100 in flight), "
+    "and the packed dyno's gunicorn makes its connections take turns (the yield after each request, as on the "
+    "plain page); its worker runs at nice 10 so the calls go first, so its last jobs finish 0.1 s (0.5 s under "
+    "load) after the last call where the seed-style worker's (nice 0) keep up. The packing tax table shows the "
+    "other side of the trade, and the ratio swings both ways between runs (0.89-1.31x in nine runs of `make bench`)",
     "idle PSS": "the launcher and its output readers (honcho forks one per process) and gunicorn's master "
     "importing the settings",
 }
