@@ -105,6 +105,10 @@ test-vps: $(VENV)/.dev-deps
 	  artifacts/molecule-$$scenario.log | tail -n 40 | sed "s/^/[$$scenario] /"; done; \
 	if [ $$failed != 0 ]; then for scenario in $(VPS_SCENARIOS); do \
 	  echo "===== artifacts/molecule-$$scenario.log (last 300 lines)"; tail -n 300 artifacts/molecule-$$scenario.log; done; \
+	  for scenario in $(VPS_SCENARIOS); do \
+	    echo "===== what failed in $$scenario: the failed checks and their assertions (CI shows the end of its log)"; \
+	    grep -a -v RETRYING artifacts/molecule-$$scenario.log | \
+	      grep -a -E -A2 " FAILED|│.{0,8} E  |\.py:[0-9]+: [A-Za-z]*Error|fatal: \[" | head -n 80; done; \
 	  exit 1; fi
 
 # checkov pins packaging<24, which pytest 9 (requirements-dev.txt) cannot share: it gets its own virtualenv.
