@@ -1,10 +1,10 @@
 """Restarts and deploys as a user makes them, with users on the site the whole time: `systemctl restart` of
 the dynos, a new commit with a config var change (the release phase runs, then the release goes live), a commit
-whose release phase fails (the old release keeps serving), and rollback.yml; the generated secrets (the
-secret key, the Redis and PostgreSQL passwords inside their URLs) survive all of it. Each converge runs
-site.yml against the Molecule hosts, from a throwaway clone of this repository with extra commits, while 20
-clients keep asking the router for pages: none may get a non-2xx answer or a connection error (the dyno's
-port is systemd's and stays open while the dyno restarts)."""
+whose release phase fails (the old release keeps serving), and rollback.yml twice (the second undoes the first,
+as Heroku's does); the generated secrets (the secret key, the Redis and PostgreSQL passwords inside their URLs)
+survive all of it. Each converge runs site.yml against the Molecule hosts, from a throwaway clone of this
+repository with extra commits, while 20 clients keep asking the router for pages: none may get a non-2xx answer
+or a connection error (the dyno's port is systemd's and stays open while the dyno restarts)."""
 
 import concurrent.futures
 import json
@@ -74,6 +74,12 @@ def deploys(tmp_path_factory, site, hosts, config_vars, router_url):
         seen["rollback"] = playbook("rollback.yml")
     seen["after_rollback"] = _live_release(hosts, site)
     seen["serving_after_rollback"] = requests.get(f"{router_url}/api/health", timeout=30).status_code
+
+    # 4. Roll back again: as on Heroku, the release live before the first rollback (the good commit) comes
+    #    back, not a build older than the live one.
+    with RouterLoad(router_url) as seen["load"]["second rollback"]:
+        seen["second_rollback"] = playbook("rollback.yml")
+    seen["after_second_rollback"] = _live_release(hosts, site)
     seen["secrets_after"] = {}
     for name in site.app_hosts:
         lines = hosts[name].check_output(f"cat {ENV_FILE}").splitlines()
@@ -87,7 +93,8 @@ def deploys(tmp_path_factory, site, hosts, config_vars, router_url):
 
 
 @pytest.mark.parametrize(
-    "event", ["restart", "deploy of a new commit and a config change", "failed release phase", "rollback"]
+    "event",
+    ["restart", "deploy of a new commit and a config change", "failed release phase", "rollback", "second rollback"],
 )
 def test_no_request_fails_while_the_dynos_restart(deploys, event):
     load = deploys["load"][event]
@@ -120,6 +127,11 @@ def test_rollback_puts_the_previous_release_back_in_service(deploys, site):
     assert deploys["rollback"].returncode == 0, playbook_log(deploys["rollback"])
     assert deploys["after_rollback"] == deploys["first"]
     assert deploys["serving_after_rollback"] == 200
+
+
+def test_a_second_rollback_returns_to_the_release_the_first_took_out_of_service(deploys):
+    assert deploys["second_rollback"].returncode == 0, playbook_log(deploys["second_rollback"])
+    assert deploys["after_second_rollback"] == deploys["after_good"]
 
 
 @pytest.mark.parametrize("secret", SECRETS)
