@@ -102,6 +102,20 @@ class QueueShareServer(StreamServer):
         pass
 
 
+class ListenerName:
+    """What gunicorn's connection handler asks of the listener it came from: its address (getsockname, for the
+    request's SERVER_NAME and SERVER_PORT). gunicorn asks the listening socket itself, which a stopping worker
+    closes first: a connection accepted just before was then handled with the socket closed, getsockname
+    raised EBADF ("Socket error processing request") and the connection closed unanswered, a 503 from the
+    router during a restart. The address is read once, while the socket is open."""
+
+    def __init__(self, listener):
+        self.address = listener.getsockname()
+
+    def getsockname(self):
+        return self.address
+
+
 class _CapturedReply:
     """Stands in for the client socket while gunicorn writes its error page, to learn the status line."""
 
@@ -191,7 +205,10 @@ class FairGeventWorker(ggevent.GeventWorker):
         for listener in self.sockets:
             listener.setblocking(1)
             server = QueueShareServer(
-                listener, handle=partial(self.handle, listener), spawn=Pool(self.worker_connections), **ssl_args
+                listener,
+                handle=partial(self.handle, ListenerName(listener)),
+                spawn=Pool(self.worker_connections),
+                **ssl_args,
             )
             server.start()
             servers.append(server)
