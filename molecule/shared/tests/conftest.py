@@ -5,6 +5,7 @@ Shared by the `default` (packed, one host) and `split` (web host + worker host) 
 inventory what runs where instead of hard-coding host names.
 """
 
+import datetime
 import json
 import os
 import subprocess
@@ -208,7 +209,7 @@ class RouterLoad:
         self.clients = clients
         self.pause = pause
         self.max_seconds = max_seconds  # the loop's bound, whatever happens to the test
-        self.answers = []  # (path, status or None, seconds, error or None)
+        self.answers = []  # (path, status or None, seconds, error or None, sent at: UTC, to match the journals)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads = []
@@ -220,7 +221,7 @@ class RouterLoad:
         while not self._stop.is_set() and time.monotonic() - began < self.max_seconds:
             path = self.PATHS[turn % len(self.PATHS)]
             turn += 1
-            sent = time.monotonic()
+            sent, sent_at = time.monotonic(), datetime.datetime.now(datetime.UTC).strftime("%H:%M:%S.%f")
             try:
                 answer = session.get(f"{self.base_url}{path}", timeout=60)
                 # A failed answer keeps the start of its body: the API's 503 names what was down and why.
@@ -228,7 +229,7 @@ class RouterLoad:
             except requests.RequestException as problem:
                 status, error = None, repr(problem)
             with self._lock:
-                self.answers.append((path, status, time.monotonic() - sent, error))
+                self.answers.append((path, status, time.monotonic() - sent, error, sent_at))
             self._stop.wait(self.pause)
 
     def __enter__(self):
@@ -270,6 +271,9 @@ def config_vars(site, hosts):
     return parsed
 
 
+_SERVICE_UNITS = ["nginx.service", "redis-server.service", "postgresql@*"]
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Print each host's journal (dynos, jobs, nginx, data services) under a failing test."""
@@ -283,28 +287,16 @@ def pytest_runtest_makereport(item, call):
     except (subprocess.CalledProcessError, KeyError, json.JSONDecodeError) as error:
         report.sections.append(("journal", f"could not list the hosts: {error}"))
         return
+    # The app's units apart from the rest: the router's access lines (nginx's unit) would push a dyno's error
+    # out of one shared tail.
+    units = {"the app's units": ([f"{APP}-*"], 150), "nginx, Redis, PostgreSQL": (_SERVICE_UNITS, 60)}
     for name in names:
-        journal = subprocess.run(
-            [
-                "podman",
-                "exec",
-                name,
-                "journalctl",
-                "--no-pager",
-                "--lines",
-                "150",
-                "--output",
-                "short-precise",
-                "--unit",
-                f"{APP}-*",
-                "--unit",
-                "nginx.service",
-                "--unit",
-                "redis-server.service",
-                "--unit",
-                "postgresql@*",
-            ],
-            capture_output=True,
-            text=True,
-        )
-        report.sections.append((f"journal of {name}", journal.stdout + journal.stderr))
+        for what, (patterns, lines) in units.items():
+            selected = [argument for pattern in patterns for argument in ("--unit", pattern)]
+            journal = subprocess.run(
+                ["podman", "exec", name, "journalctl", "--no-pager", "--lines", str(lines)]
+                + ["--output", "short-precise", *selected],
+                capture_output=True,
+                text=True,
+            )
+            report.sections.append((f"journal of {name}: {what}", journal.stdout + journal.stderr))
