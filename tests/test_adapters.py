@@ -255,6 +255,25 @@ def test_gunicorn_names_the_worker_config_relies_on():
     assert arbiter.SIG_QUEUE.get_nowait() == signal.SIGTERM
 
 
+def test_gunicorn_asks_a_connections_listener_only_its_address():
+    """FairGeventWorker hands gunicorn's connection handler a ListenerName (app/gunicorn.conf.py) in place of
+    the listening socket, which a stopping worker has closed when a connection accepted just before is
+    handled. It answers getsockname() only: a gunicorn whose connection handlers (plain, HTTP/2, h2c upgrade)
+    ask the listener for anything else fails here."""
+    import inspect
+    import re
+
+    from gunicorn.workers.base_async import AsyncWorker
+
+    handlers = [AsyncWorker.handle, AsyncWorker.handle_http2, AsyncWorker._try_h2c_upgrade]
+    for handler in handlers:
+        source = inspect.getsource(handler)
+        asked = re.findall(r"\blistener\.(\w+)", source)
+        assert set(asked) <= {"getsockname"}, f"{handler.__qualname__} asks the listener for {sorted(set(asked))}"
+    name = GUNICORN_CONF["ListenerName"](type("Listener", (), {"getsockname": lambda self: ("127.0.0.1", 5000)})())
+    assert name.getsockname() == ("127.0.0.1", 5000)
+
+
 def test_gevent_server_takes_its_share_of_the_accept_queue_per_wake_up():
     """app/gunicorn.conf.py's server answers gevent's max_accept (a documented attribute of gevent's servers:
     the connections accepted per wake-up) with its worker's share of the listening socket's accept queue, read
